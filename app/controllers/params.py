@@ -1,0 +1,76 @@
+"""Parameters shared by the run listings, documented as the seed page documents them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar.params import PathParameter, QueryParameter
+
+from domain.listing import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_SEARCH_LENGTH,
+    TASK_NAME_MAX_LENGTH,
+    TASK_NAME_PATTERN,
+)
+
+TaskNamePath = Annotated[
+    str,
+    PathParameter(
+        name="taskName",
+        title="Task name",
+        description="Task name",
+        min_length=1,
+        max_length=TASK_NAME_MAX_LENGTH,
+        pattern=TASK_NAME_PATTERN,
+    ),
+]
+RunIdPath = Annotated[
+    str,
+    PathParameter(
+        name="runId", description="Run id (ULID)", min_length=1, max_length=100
+    ),
+]
+Limit = Annotated[
+    int,
+    QueryParameter(
+        description="Max results per page", ge=1, le=MAX_LIMIT, format="int64"
+    ),
+]
+Offset = Annotated[int, QueryParameter(description="Pagination offset", ge=0, format="int64")]
+StatusParam = Annotated[
+    str | None,
+    QueryParameter(
+        description=(
+            "Filter by run status: a phase (pending, running, ended) or an end reason, "
+            "or a comma-separated list of them"
+        )
+    ),
+]
+TaskNameQuery = Annotated[str | None, QueryParameter(description="Filter by task name")]
+SortFieldParam = Annotated[
+    Literal["task_name", "status", "start_at", "exit_code", "duration", "created_at", ""],
+    QueryParameter(description="Field to sort by"),
+]
+SortDirectionParam = Annotated[
+    Literal["asc", "desc", ""], QueryParameter(description="Sort direction")
+]
+SearchParam = Annotated[
+    str | None,
+    QueryParameter(
+        description="Search query: a case-insensitive substring of the run id or task name",
+        max_length=MAX_SEARCH_LENGTH,
+    ),
+]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "Limit",
+    "Offset",
+    "RunIdPath",
+    "SearchParam",
+    "SortDirectionParam",
+    "SortFieldParam",
+    "StatusParam",
+    "TaskNamePath",
+    "TaskNameQuery",
+]

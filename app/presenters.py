@@ -1,0 +1,75 @@
+"""Domain values to wire types."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar.connection import ASGIConnection
+
+from app import schemas
+from app.urls import schema_url
+from domain.run import Run
+from domain.tasks import TaskSpec
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` and microseconds."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _optional_ts(value: datetime | None) -> str | None:
+    return timestamp(value) if value is not None else None
+
+
+def run_body(run: Run, schema: str) -> schemas.Run:
+    return schemas.Run(
+        schema=schema,
+        id=run.id,
+        task_name=run.task_name,
+        status=run.status.value,  # type: ignore[arg-type]
+        end_reason=run.end_reason.value if run.end_reason else None,  # type: ignore[arg-type]
+        exit_code=run.exit_code,
+        start_at=_optional_ts(run.start_at),
+        end_at=_optional_ts(run.end_at),
+        created_at=timestamp(run.created_at),
+        triggered_by=run.triggered_by.value,  # type: ignore[arg-type]
+        replica_index=run.replica_index,
+        retry_attempt=run.retry_attempt,
+        retry_of_run_id=run.retry_of_run_id,
+        external_execution_id=run.external_execution_id,
+    )
+
+
+def one_run(connection: ASGIConnection[Any, Any, Any, Any], run: Run) -> schemas.Run:
+    return run_body(run, schema_url(connection, "Run"))
+
+
+def run_page(
+    connection: ASGIConnection[Any, Any, Any, Any], runs: list[Run], total: int
+) -> schemas.RunsResponseBody:
+    run_schema = schema_url(connection, "Run")
+    return schemas.RunsResponseBody(
+        schema=schema_url(connection, "RunsResponseBody"),
+        runs=[run_body(r, run_schema) for r in runs],
+        total=total,
+    )
+
+
+def task_body(task: TaskSpec, schema: str, next_run_at: datetime | None) -> schemas.Task:
+    return schemas.Task(
+        schema=schema,
+        name=task.name,
+        kind=task.kind.value,  # type: ignore[arg-type]
+        run=task.run,
+        description=task.description,
+        group=task.group,
+        cron=task.cron,
+        timezone=task.timezone,
+        timeout_seconds=task.timeout,
+        working_dir=task.working_dir,
+        api_trigger=task.api_trigger,
+        max_concurrent=task.max_concurrent,
+        on_overlap=task.on_overlap.value,  # type: ignore[arg-type]
+        next_run_at=_optional_ts(next_run_at),
+    )

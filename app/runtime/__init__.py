@@ -1,0 +1,1 @@
+"""The daemon's moving parts: dispatching runs to processes, capturing output, cron."""

@@ -1,0 +1,109 @@
+"""Wire types, named as in the contract; every object carries ``$schema``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+RunStatusName = Literal["pending", "running", "ended"]
+EndReasonName = Literal[
+    "success", "failed", "stopped", "timeout", "crashed", "skipped", "log_overflow"
+]
+TriggeredByName = Literal["cron", "api", "cloud"]
+
+SCHEMA_DOC = "A URL to the JSON Schema for this object."
+Timestamp = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+SchemaUrl = Annotated[
+    str, msgspec.Meta(description=SCHEMA_DOC, extra_json_schema={"format": "uri"})
+]
+
+
+class Run(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One execution attempt of a task."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    id: str
+    task_name: str
+    status: Annotated[RunStatusName, msgspec.Meta(description="Run lifecycle phase")]
+    end_reason: (
+        Annotated[EndReasonName, msgspec.Meta(description="Why the run ended (set when status=ended)")]
+        | None
+    ) = None
+    exit_code: int
+    start_at: Timestamp | None = None
+    end_at: Timestamp | None = None
+    created_at: Timestamp
+    triggered_by: Annotated[TriggeredByName, msgspec.Meta(description="How the run was triggered")]
+    replica_index: int
+    retry_attempt: int
+    retry_of_run_id: str | None = None
+    external_execution_id: str | None = None
+
+
+class RunsResponseBody(msgspec.Struct, kw_only=True):
+    """A page of runs and the number of runs matching the filters."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    runs: Annotated[list[Run], msgspec.Meta(description="List of runs")]
+    total: Annotated[int, msgspec.Meta(description="Total matching runs")]
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One invalid input."""
+
+    location: str | None = None
+    message: str | None = None
+    value: Any = None
+
+
+class ErrorModel(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """An RFC 9457 problem."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[ErrorDetail] | None = None
+    run_id: str | None = None
+
+
+class Task(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A configured task or service, with its settings and next scheduled run."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    name: str
+    kind: Literal["task", "service"]
+    run: str
+    description: str | None = None
+    group: str | None = None
+    cron: str | None = None
+    timezone: str
+    timeout_seconds: float | None = None
+    working_dir: str | None = None
+    api_trigger: bool
+    max_concurrent: int
+    on_overlap: Literal["queue", "skip", "terminate"]
+    next_run_at: Timestamp | None = None
+
+
+class TasksResponseBody(msgspec.Struct, kw_only=True):
+    """Every configured task and service."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    tasks: list[Task]
+
+
+class MessageBody(msgspec.Struct, kw_only=True):
+    """A plain acknowledgement."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    message: str
+
+
+WIRE_TYPES: dict[str, type[msgspec.Struct]] = {
+    cls.__name__: cls
+    for cls in (Run, RunsResponseBody, ErrorModel, Task, TasksResponseBody, MessageBody)
+}

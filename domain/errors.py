@@ -1,0 +1,72 @@
+"""Domain errors. Each carries the id it is about; ``app/errors.py`` maps them to HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+
+class IllegalTransition(DomainError):
+    """A run was asked to change in a way its lifecycle forbids."""
+
+    def __init__(self, run_id: str, current: Any, target: Any, reason: Any = None) -> None:
+        self.run_id = run_id
+        self.current = current
+        self.target = target
+        self.reason = reason
+        how = f" ({reason})" if reason is not None else ""
+        super().__init__(f"run {run_id} cannot go from {current} to {target}{how}")
+
+
+class TaskNotFound(DomainError):
+    """No task or service of that name is configured."""
+
+    def __init__(self, task_name: str) -> None:
+        self.task_name = task_name
+        super().__init__(f"no task named {task_name!r} is configured")
+
+
+class RunNotFound(DomainError):
+    """No run of that id exists (or not for that task)."""
+
+    def __init__(self, run_id: str, task_name: str | None = None) -> None:
+        self.run_id = run_id
+        self.task_name = task_name
+        where = f" for task {task_name!r}" if task_name else ""
+        super().__init__(f"no run {run_id!r}{where}")
+
+
+class TriggerForbidden(DomainError):
+    """The task does not accept API triggers (``api_trigger = false``)."""
+
+    def __init__(self, task_name: str) -> None:
+        self.task_name = task_name
+        super().__init__(
+            f"task {task_name!r} has api_trigger = false; it runs only on its schedule"
+        )
+
+
+class RunNotActive(DomainError):
+    """The run has already ended, so it cannot be stopped."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id} is {status}; only pending or running runs can stop")
+
+
+class InvalidFilter(DomainError):
+    """A listing filter value is not one the API knows."""
+
+    def __init__(self, field: str, value: str, message: str) -> None:
+        self.field = field
+        self.value = value
+        self.message = message
+        super().__init__(message)
+
+
+class StoreUnavailable(DomainError):
+    """The database could not be reached; the operation may be retried."""
