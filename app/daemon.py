@@ -36,9 +36,7 @@ class Daemon:
     _cron_loop: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.dispatcher = Dispatcher(
-            self.repo, self.logs, self.executor, self.clock, self.tasks
-        )
+        self.dispatcher = Dispatcher(self.repo, self.logs, self.executor, self.clock, self.tasks)
         self.scheduler = CronScheduler(self.repo, self.dispatcher, self.clock, self.tasks)
 
     @property

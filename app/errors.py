@@ -7,8 +7,9 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from msgspec import UNSET
 
 from app.schemas import ErrorDetail, ErrorModel
 from app.urls import schema_url
@@ -16,6 +17,7 @@ from domain.errors import (
     DomainError,
     IllegalTransition,
     InvalidFilter,
+    NotTriggerable,
     RunNotActive,
     RunNotFound,
     StoreUnavailable,
@@ -35,6 +37,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     RunNotFound: 404,
     TriggerForbidden: 403,
     RunNotActive: 409,
+    NotTriggerable: 409,
     IllegalTransition: 409,
     InvalidFilter: 422,
     StoreUnavailable: 503,
@@ -62,10 +65,11 @@ def problem(
 ) -> Response[bytes]:
     body = ErrorModel(
         schema=schema_url(request, "ErrorModel"),
+        type="about:blank",
         title=HTTPStatus(status).phrase,
         status=status,
         detail=detail,
-        errors=errors,
+        errors=errors if errors else UNSET,
         **extra,
     )
     return Response(
@@ -102,10 +106,11 @@ def validation_problem(
     errors = []
     for item in items:
         source, key = item.get("source"), item.get("key")
+        source = getattr(source, "value", source)  # Litestar passes a ParamType enum
         errors.append(
             ErrorDetail(
                 location=_location(source, key),
-                message=item.get("message"),
+                message=str(item.get("message") or "invalid value"),
                 value=_sent_value(request, source, key),
             )
         )

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar.connection import ASGIConnection
+from msgspec import UNSET, UnsetType
 
 from app import schemas
 from app.urls import schema_url
 from domain.run import Run
 from domain.tasks import TaskSpec
+
+T = TypeVar("T")
 
 
 def timestamp(value: datetime) -> str:
@@ -18,8 +21,12 @@ def timestamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _optional_ts(value: datetime | None) -> str | None:
-    return timestamp(value) if value is not None else None
+def _optional_ts(value: datetime | None) -> str | UnsetType:
+    return timestamp(value) if value is not None else UNSET
+
+
+def _opt(value: T | None) -> T | UnsetType:
+    return UNSET if value is None else value
 
 
 def run_body(run: Run, schema: str) -> schemas.Run:
@@ -28,7 +35,7 @@ def run_body(run: Run, schema: str) -> schemas.Run:
         id=run.id,
         task_name=run.task_name,
         status=run.status.value,  # type: ignore[arg-type]
-        end_reason=run.end_reason.value if run.end_reason else None,  # type: ignore[arg-type]
+        end_reason=run.end_reason.value if run.end_reason else UNSET,  # type: ignore[arg-type]
         exit_code=run.exit_code,
         start_at=_optional_ts(run.start_at),
         end_at=_optional_ts(run.end_at),
@@ -36,8 +43,8 @@ def run_body(run: Run, schema: str) -> schemas.Run:
         triggered_by=run.triggered_by.value,  # type: ignore[arg-type]
         replica_index=run.replica_index,
         retry_attempt=run.retry_attempt,
-        retry_of_run_id=run.retry_of_run_id,
-        external_execution_id=run.external_execution_id,
+        retry_of_run_id=_opt(run.retry_of_run_id),
+        external_execution_id=_opt(run.external_execution_id),
     )
 
 
@@ -62,12 +69,12 @@ def task_body(task: TaskSpec, schema: str, next_run_at: datetime | None) -> sche
         name=task.name,
         kind=task.kind.value,  # type: ignore[arg-type]
         run=task.run,
-        description=task.description,
-        group=task.group,
-        cron=task.cron,
+        description=_opt(task.description),
+        group=_opt(task.group),
+        cron=_opt(task.cron),
         timezone=task.timezone,
-        timeout_seconds=task.timeout,
-        working_dir=task.working_dir,
+        timeout_seconds=_opt(task.timeout),
+        working_dir=_opt(task.working_dir),
         api_trigger=task.api_trigger,
         max_concurrent=task.max_concurrent,
         on_overlap=task.on_overlap.value,  # type: ignore[arg-type]

@@ -1,10 +1,15 @@
-"""Wire types, named as in the contract; every object carries ``$schema``."""
+"""Wire types, named as in the contract; every object carries ``$schema``.
+
+Optional fields default to ``UNSET`` so that they are omitted, never ``null``, and their
+JSON Schema does not admit ``null`` either.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 RunStatusName = Literal["pending", "running", "ended"]
 EndReasonName = Literal[
@@ -27,18 +32,20 @@ class Run(msgspec.Struct, omit_defaults=True, kw_only=True):
     task_name: str
     status: Annotated[RunStatusName, msgspec.Meta(description="Run lifecycle phase")]
     end_reason: (
-        Annotated[EndReasonName, msgspec.Meta(description="Why the run ended (set when status=ended)")]
-        | None
-    ) = None
+        Annotated[
+            EndReasonName, msgspec.Meta(description="Why the run ended (set when status=ended)")
+        ]
+        | UnsetType
+    ) = UNSET
     exit_code: int
-    start_at: Timestamp | None = None
-    end_at: Timestamp | None = None
+    start_at: Timestamp | UnsetType = UNSET
+    end_at: Timestamp | UnsetType = UNSET
     created_at: Timestamp
     triggered_by: Annotated[TriggeredByName, msgspec.Meta(description="How the run was triggered")]
     replica_index: int
     retry_attempt: int
-    retry_of_run_id: str | None = None
-    external_execution_id: str | None = None
+    retry_of_run_id: str | UnsetType = UNSET
+    external_execution_id: str | UnsetType = UNSET
 
 
 class RunsResponseBody(msgspec.Struct, kw_only=True):
@@ -52,8 +59,8 @@ class RunsResponseBody(msgspec.Struct, kw_only=True):
 class ErrorDetail(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One invalid input."""
 
-    location: str | None = None
-    message: str | None = None
+    location: str | UnsetType = UNSET
+    message: str | UnsetType = UNSET
     value: Any = None
 
 
@@ -61,13 +68,13 @@ class ErrorModel(msgspec.Struct, omit_defaults=True, kw_only=True):
     """An RFC 9457 problem."""
 
     schema: SchemaUrl = msgspec.field(name="$schema", default="")
-    type: str = "about:blank"
+    type: str
     title: str
     status: int
     detail: str
-    instance: str | None = None
-    errors: list[ErrorDetail] | None = None
-    run_id: str | None = None
+    instance: str | UnsetType = UNSET
+    errors: list[ErrorDetail] | UnsetType = UNSET
+    run_id: str | UnsetType = UNSET
 
 
 class Task(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -77,16 +84,16 @@ class Task(msgspec.Struct, omit_defaults=True, kw_only=True):
     name: str
     kind: Literal["task", "service"]
     run: str
-    description: str | None = None
-    group: str | None = None
-    cron: str | None = None
+    description: str | UnsetType = UNSET
+    group: str | UnsetType = UNSET
+    cron: str | UnsetType = UNSET
     timezone: str
-    timeout_seconds: float | None = None
-    working_dir: str | None = None
+    timeout_seconds: float | UnsetType = UNSET
+    working_dir: str | UnsetType = UNSET
     api_trigger: bool
     max_concurrent: int
     on_overlap: Literal["queue", "skip", "terminate"]
-    next_run_at: Timestamp | None = None
+    next_run_at: Timestamp | UnsetType = UNSET
 
 
 class TasksResponseBody(msgspec.Struct, kw_only=True):

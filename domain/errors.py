@@ -49,6 +49,16 @@ class TriggerForbidden(DomainError):
         )
 
 
+class NotTriggerable(DomainError):
+    """The name is a service: the supervisor keeps it running, it is not triggered."""
+
+    def __init__(self, task_name: str) -> None:
+        self.task_name = task_name
+        super().__init__(
+            f"{task_name!r} is a service; use POST /api/tasks/{task_name}/restart instead"
+        )
+
+
 class RunNotActive(DomainError):
     """The run has already ended, so it cannot be stopped."""
 

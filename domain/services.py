@@ -11,7 +11,7 @@ from datetime import datetime
 
 from ulid import ULID
 
-from domain.errors import RunNotActive, RunNotFound, TaskNotFound, TriggerForbidden
+from domain.errors import NotTriggerable, RunNotActive, RunNotFound, TaskNotFound, TriggerForbidden
 from domain.listing import RunPage, RunQuery
 from domain.ports import Clock, RunRepository
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
@@ -39,8 +39,11 @@ async def trigger_run(
 ) -> Run:
     """Record a pending run of ``task`` requested now through the API.
 
-    Raises :class:`TriggerForbidden` for ``api_trigger = false`` tasks.
+    Raises :class:`NotTriggerable` for services and :class:`TriggerForbidden` for
+    ``api_trigger = false`` tasks.
     """
+    if task.is_service:
+        raise NotTriggerable(task.name)
     if triggered_by is TriggeredBy.API and not task.api_trigger:
         raise TriggerForbidden(task.name)
     now = clock.now()

@@ -27,15 +27,11 @@ TaskNamePath = Annotated[
 ]
 RunIdPath = Annotated[
     str,
-    PathParameter(
-        name="runId", description="Run id (ULID)", min_length=1, max_length=100
-    ),
+    PathParameter(name="runId", description="Run id (ULID)", min_length=1, max_length=100),
 ]
 Limit = Annotated[
     int,
-    QueryParameter(
-        description="Max results per page", ge=1, le=MAX_LIMIT, format="int64"
-    ),
+    QueryParameter(description="Max results per page", ge=1, le=MAX_LIMIT, format="int64"),
 ]
 Offset = Annotated[int, QueryParameter(description="Pagination offset", ge=0, format="int64")]
 StatusParam = Annotated[

@@ -32,7 +32,9 @@ class CronScheduler:
         self._dispatcher = dispatcher
         self._clock = clock
         self._tasks = {n: t for n, t in tasks.items() if t.cron and not t.is_service}
-        self._schedules = {n: Schedule.parse(t.cron or "", t.timezone) for n, t in self._tasks.items()}
+        self._schedules = {
+            n: Schedule.parse(t.cron or "", t.timezone) for n, t in self._tasks.items()
+        }
         self._last_seen: dict[str, datetime] = {}
         self.heartbeat: datetime | None = None
 

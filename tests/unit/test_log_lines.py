@@ -16,7 +16,10 @@ def test_lines_are_numbered_across_streams_in_arrival_order() -> None:
     out = a.feed(LogStream.STDOUT, b"one\ntwo\n", T) + a.feed(LogStream.STDERR, b"err\n", T)
     out += a.feed(LogStream.STDOUT, b"three\n", T)
     assert texts(out) == [
-        (0, "stdout", "one"), (1, "stdout", "two"), (2, "stderr", "err"), (3, "stdout", "three")
+        (0, "stdout", "one"),
+        (1, "stdout", "two"),
+        (2, "stderr", "err"),
+        (3, "stdout", "three"),
     ]
 
 

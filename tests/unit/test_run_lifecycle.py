@@ -19,8 +19,9 @@ T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 
 def pending() -> Run:
-    return Run(id="01J0000000000000000000000A", task_name="t", created_at=T0,
-               triggered_by=TriggeredBy.API)
+    return Run(
+        id="01J0000000000000000000000A", task_name="t", created_at=T0, triggered_by=TriggeredBy.API
+    )
 
 
 def test_a_new_run_is_pending_with_exit_code_zero() -> None:
@@ -40,7 +41,11 @@ def test_starting_records_start_time_and_pid() -> None:
 @pytest.mark.parametrize("code", [0, 3, 255])
 def test_a_running_run_ends_with_the_process_exit_code(code: int) -> None:
     run = pending().started(T0).ended(EndReason.FAILED, T0 + timedelta(seconds=2), code)
-    assert (run.status, run.exit_code, run.end_at) == (RunStatus.ENDED, code, T0 + timedelta(seconds=2))
+    assert (run.status, run.exit_code, run.end_at) == (
+        RunStatus.ENDED,
+        code,
+        T0 + timedelta(seconds=2),
+    )
     assert run.duration_seconds == 2.0
 
 
@@ -86,7 +91,8 @@ def test_a_pending_run_cannot_end_as_if_it_had_run(reason: EndReason) -> None:
 def test_transitions_return_new_values_and_leave_the_old_one_alone() -> None:
     before = pending()
     after = before.started(T0)
-    assert before.status is RunStatus.PENDING and after.status is RunStatus.RUNNING
+    assert before.status is RunStatus.PENDING
+    assert after.status is RunStatus.RUNNING
 
 
 def test_duration_is_zero_until_ended() -> None:

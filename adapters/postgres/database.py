@@ -1,0 +1,135 @@
+"""Engine, migrations and error translation: the edge between runwarden and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+import migrations
+from domain.errors import StoreUnavailable
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for a new connection before the store counts as unavailable."""
+PING_TIMEOUT = 5.0
+
+_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[A-Za-z0-9_]+)?://")
+
+# SQLSTATEs that mean "the server cannot serve us now", not "the query is wrong":
+# class 08 (connection exception), 28 (authorization), 3D000 (no such database),
+# 53300 (too many connections), 57P01-57P03 (shutdown, crash, starting up).
+_UNAVAILABLE_STATES = ("08", "28", "3D000", "53300", "57P01", "57P02", "57P03")
+
+
+def async_url(url: str) -> str:
+    """``postgresql://`` or ``postgres://`` (any driver) as a ``postgresql+asyncpg://`` URL.
+
+    Everything after the scheme, including ``?host=/socket/dir``, is kept as written.
+    """
+    if not _SCHEME.match(url):
+        raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]!r}")
+    return _SCHEME.sub("postgresql+asyncpg://", url, count=1)
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL naming another database (``scheme://user@host/<database>?...``)."""
+    head, sep, query = url.partition("?")
+    scheme, _, rest = head.partition("://")
+    authority = rest.split("/", 1)[0]
+    return f"{scheme}://{authority}/{database}{sep}{query}"
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An asyncpg engine with a bounded, self-healing pool."""
+    return create_async_engine(
+        async_url(url),
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=30,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"timeout": CONNECT_TIMEOUT},
+    )
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether an error means the database could not be reached (worth a retry later)."""
+    if isinstance(error, OSError | TimeoutError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error, sa_exc.InterfaceError):
+            return True
+        state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES)
+    return False
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One transaction; unreachable-database errors surface as ``StoreUnavailable``."""
+    try:
+        async with engine.begin() as connection:
+            yield connection
+    except Exception as error:
+        if is_unavailable(error):
+            raise StoreUnavailable(f"database unavailable: {error}") from error
+        raise
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    """Whether the database answers a trivial query within a few seconds."""
+    try:
+        async with asyncio.timeout(PING_TIMEOUT), transaction(engine) as connection:
+            await connection.execute(sa.text("SELECT 1"))
+    except (StoreUnavailable, TimeoutError):
+        return False
+    return True
+
+
+def _alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    # Passed as an attribute, not an option: options go through ConfigParser interpolation,
+    # which would choke on percent-encoded passwords.
+    config.attributes["url"] = url
+    return config
+
+
+def _upgrade(url: str) -> None:
+    try:
+        command.upgrade(_alembic_config(url), "head")
+    except Exception as error:
+        if is_unavailable(error):
+            raise StoreUnavailable(f"database unavailable: {error}") from error
+        raise
+
+
+def migrate(url: str) -> None:
+    """Bring the schema at ``url`` up to the newest revision (blocking).
+
+    The migration environment runs its own event loop, so when called from a thread whose
+    loop is running it runs in a worker thread instead (blocking that loop meanwhile).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(_upgrade, url).result()
+        return
+    _upgrade(url)
+
+
+async def migrate_async(url: str) -> None:
+    """Bring the schema at ``url`` up to the newest revision without blocking the loop."""
+    await asyncio.to_thread(_upgrade, url)

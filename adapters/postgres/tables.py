@@ -1,0 +1,83 @@
+"""The schema as SQLAlchemy Core tables: the queries' view of migration ``0001_initial``.
+
+The migration is the authority (it also creates the trigger, the trigram indexes and the
+partial indexes); these objects only name the columns so queries are built with bound
+parameters. Keep the two in step.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+metadata = sa.MetaData()
+
+# Byte-wise collation: ids and task names sort by code point, as Python's ``sorted`` does,
+# and btree comparisons stay cheap.
+C_TEXT = sa.Text(collation="C")
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", C_TEXT, primary_key=True),
+    sa.Column("task_name", C_TEXT, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("end_reason", sa.Text, nullable=True),
+    sa.Column("exit_code", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("start_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("end_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("triggered_by", sa.Text, nullable=False),
+    sa.Column("replica_index", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retry_attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retry_of_run_id", C_TEXT, nullable=True),
+    sa.Column("external_execution_id", sa.Text, nullable=True, unique=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    # Generated so that every listing sort has a plain column to index.
+    sa.Column(
+        "sort_start_at",
+        sa.DateTime(timezone=True),
+        sa.Computed("coalesce(start_at, created_at)", persisted=True),
+        nullable=False,
+    ),
+    sa.Column(
+        "duration",
+        pg.INTERVAL,
+        sa.Computed(
+            "CASE WHEN start_at IS NOT NULL AND end_at IS NOT NULL "
+            "THEN end_at - start_at ELSE interval '0' END",
+            persisted=True,
+        ),
+        nullable=False,
+    ),
+)
+
+run_counts = sa.Table(
+    "run_counts",
+    metadata,
+    sa.Column("task_name", C_TEXT, primary_key=True),
+    sa.Column("status", sa.Text, primary_key=True),
+    # '' stands for "no end reason" so the column can be part of the primary key.
+    sa.Column("end_reason", sa.Text, primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+run_logs = sa.Table(
+    "run_logs",
+    metadata,
+    sa.Column("run_id", C_TEXT, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("first_n", sa.BigInteger, primary_key=True),
+    sa.Column("last_n", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+)
+
+run_log_meta = sa.Table(
+    "run_log_meta",
+    metadata,
+    sa.Column("run_id", C_TEXT, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("first_available", sa.BigInteger, nullable=False),
+    sa.Column("total_lines", sa.BigInteger, nullable=False),
+)
+
+# Columns of ``runs`` that hold a Run's fields (the generated ones are for sorting only).
+RUN_COLUMNS = tuple(c for c in runs.c if c.computed is None)

@@ -1,0 +1,225 @@
+"""The dispatcher's queueing, stopping and timeouts, with a scripted fake executor."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from adapters.clock import SystemClock
+from adapters.memory import InMemoryLogStore, InMemoryRunRepository
+from app.runtime.dispatcher import Dispatcher
+from domain import services
+from domain.logs import LogStream
+from domain.ports import Executor, OutputSink, ProcessSpec, ProcessStartError, RunningProcess
+from domain.run import EndReason, Run, RunStatus
+from domain.tasks import TaskSpec
+
+
+class FakeProcess(RunningProcess):
+    def __init__(self, pid: int, sink: OutputSink) -> None:
+        self._pid = pid
+        self.sink = sink
+        self.exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.signals: list[str] = []
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self.exit)
+
+    async def terminate(self, stop_signal: str, grace: float) -> None:
+        self.signals.append(stop_signal)
+        if not self.exit.done():
+            self.exit.set_result(-1)
+
+    def finish(self, code: int) -> None:
+        self.exit.set_result(code)
+
+
+class FakeExecutor(Executor):
+    def __init__(self) -> None:
+        self.started: list[tuple[ProcessSpec, FakeProcess]] = []
+        self.refuse: str | None = None
+
+    async def start(self, spec: ProcessSpec, sink: OutputSink) -> RunningProcess:
+        if self.refuse:
+            raise ProcessStartError(self.refuse)
+        process = FakeProcess(1000 + len(self.started), sink)
+        self.started.append((spec, process))
+        return process
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def eventually(check) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``check`` until it holds; the state lives in fakes, so there is no event."""
+    async with asyncio.timeout(5):
+        while not await check():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+class World:
+    def __init__(self, *tasks: TaskSpec) -> None:
+        self.repo = InMemoryRunRepository()
+        self.logs = InMemoryLogStore()
+        self.clock = SystemClock()
+        self.executor = FakeExecutor()
+        self.tasks = {t.name: t for t in tasks}
+        self.dispatcher = Dispatcher(self.repo, self.logs, self.executor, self.clock, self.tasks)
+
+    async def trigger(self, name: str) -> Run:
+        run = await services.trigger_run(self.repo, self.clock, self.tasks[name])
+        self.dispatcher.submit(run)
+        await settle()
+        return run
+
+    async def status(self, run: Run) -> RunStatus:
+        stored = await self.repo.get(run.id)
+        assert stored is not None
+        return stored.status
+
+    async def stored(self, run: Run) -> Run:
+        stored = await self.repo.get(run.id)
+        assert stored is not None
+        return stored
+
+
+async def test_runs_of_a_task_queue_in_order_up_to_max_concurrent(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="work", max_concurrent=2))
+    runs = [await world.trigger("t") for _ in range(4)]
+    assert [await world.status(r) for r in runs] == [
+        RunStatus.RUNNING,
+        RunStatus.RUNNING,
+        RunStatus.PENDING,
+        RunStatus.PENDING,
+    ]
+    world.executor.started[0][1].finish(0)
+    await eventually(lambda: _is(world, runs[2], RunStatus.RUNNING))
+    assert await world.status(runs[3]) is RunStatus.PENDING
+    assert (await world.stored(runs[0])).end_reason is EndReason.SUCCESS
+
+
+@pytest.fixture
+async def make_world():  # type: ignore[no-untyped-def]
+    """Worlds shut down after the test, so no process or task outlives it."""
+    made: list[World] = []
+
+    def make(*tasks: TaskSpec) -> World:
+        made.append(World(*tasks))
+        return made[-1]
+
+    yield make
+    for world in made:
+        await world.dispatcher.shutdown()
+
+
+async def _is(world: World, run: Run, status: RunStatus) -> bool:
+    return await world.status(run) is status
+
+
+async def test_the_process_gets_the_command_and_run_identity(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="echo hi", env={"A": "1"}, working_dir="/tmp"))
+    run = await world.trigger("t")
+    spec, process = world.executor.started[0]
+    assert (spec.command, spec.working_dir, spec.env["A"]) == ("echo hi", "/tmp", "1")
+    assert spec.env["RUNWARDEN_RUN_ID"] == run.id
+    assert (await world.stored(run)).pid == process.pid
+
+
+async def test_output_is_stored_as_numbered_lines(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="x"))
+    run = await world.trigger("t")
+    process = world.executor.started[0][1]
+    await process.sink.write(LogStream.STDOUT, b"one\ntwo")
+    await process.sink.write(LogStream.STDERR, b"err\n")
+    process.finish(0)
+    await eventually(lambda: _is(world, run, RunStatus.ENDED))
+    lines = await world.logs.read(run.id, 0, 10)
+    assert [(line.n, line.stream, line.text) for line in lines] == [
+        (0, LogStream.STDOUT, "one"),
+        (1, LogStream.STDERR, "err"),
+        (2, LogStream.STDOUT, "two"),
+    ]
+
+
+async def test_a_nonzero_exit_fails_unless_it_is_a_success_code(make_world) -> None:
+    world = make_world(
+        TaskSpec(name="t", run="x"), TaskSpec(name="u", run="x", exit_codes=frozenset({3}))
+    )
+    failed, allowed = await world.trigger("t"), await world.trigger("u")
+    for _, process in world.executor.started:
+        process.finish(3)
+    await eventually(lambda: _is(world, allowed, RunStatus.ENDED))
+    await eventually(lambda: _is(world, failed, RunStatus.ENDED))
+    assert ((await world.stored(failed)).end_reason, (await world.stored(failed)).exit_code) == (
+        EndReason.FAILED,
+        3,
+    )
+    assert (await world.stored(allowed)).end_reason is EndReason.SUCCESS
+
+
+async def test_stopping_a_queued_run_ends_it_without_a_process(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="x"))
+    first, queued = await world.trigger("t"), await world.trigger("t")
+    await world.dispatcher.stop(queued)
+    stored = await world.stored(queued)
+    assert (stored.end_reason, stored.exit_code, stored.start_at) == (EndReason.STOPPED, -1, None)
+    assert len(world.executor.started) == 1
+    assert await world.status(first) is RunStatus.RUNNING
+
+
+async def test_stopping_a_running_run_signals_it_and_records_stopped(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="x", stop_signal="SIGINT"))
+    run = await world.trigger("t")
+    await world.dispatcher.stop(run)
+    assert world.executor.started[0][1].signals == ["SIGINT"]
+    assert (await world.stored(run)).end_reason is EndReason.STOPPED
+
+
+async def test_a_run_past_its_timeout_is_terminated_and_ends_timeout(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="x", timeout=0.05))
+    run = await world.trigger("t")
+    await eventually(lambda: _is(world, run, RunStatus.ENDED))
+    stored = await world.stored(run)
+    assert (stored.end_reason, stored.exit_code) == (EndReason.TIMEOUT, -1)
+    system = [line.text for line in await world.logs.read(run.id, 0, 10)]
+    assert any("timeout" in text for text in system)
+
+
+async def test_a_process_that_cannot_start_fails_with_a_system_line(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="x"))
+    world.executor.refuse = "cannot start: working directory /nope does not exist"
+    run = await world.trigger("t")
+    await eventually(lambda: _is(world, run, RunStatus.ENDED))
+    stored = await world.stored(run)
+    assert (stored.end_reason, stored.exit_code) == (EndReason.FAILED, -1)
+    (line,) = await world.logs.read(run.id, 0, 10)
+    assert (line.stream, "/nope" in line.text) == (LogStream.SYSTEM, True)
+
+
+async def test_shutdown_stops_running_runs_and_leaves_queued_ones_pending(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="x"))
+    running, queued = await world.trigger("t"), await world.trigger("t")
+    await world.dispatcher.shutdown()
+    assert (await world.stored(running)).end_reason is EndReason.STOPPED
+    assert await world.status(queued) is RunStatus.PENDING
+    world.dispatcher.submit(queued)
+    await settle()
+    assert len(world.executor.started) == 1, "nothing starts once shutting down"
+
+
+@pytest.mark.parametrize("count", [1, 5])
+async def test_every_submitted_run_ends_exactly_once(make_world, count: int) -> None:
+    world = make_world(TaskSpec(name="t", run="x", max_concurrent=count))
+    runs = [await world.trigger("t") for _ in range(count)]
+    for _, process in world.executor.started:
+        process.finish(0)
+    for run in runs:
+        await eventually(lambda r=run: _is(world, r, RunStatus.ENDED))
+    assert await world.repo.active() == []
