@@ -25,6 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.postgres.database import create_engine, migrate, with_database
 from adapters.postgres.embedded import EmbeddedPostgres, run_coroutine
 
+# Fixtures shared by suites that keep one daemon per module.
+pytest_plugins = ["tests.support.databases"]
+
 
 def _plain(url: str) -> str:
     # asyncpg and the fixtures' users want a driver-less URL, whatever the env var says.

@@ -13,7 +13,6 @@ import pytest
 from adapters.postgres.embedded import run_coroutine
 from tests.api.test_list_runs import make_runs
 from tests.support.daemon import DaemonProcess, start_daemon
-from tests.support.databases import module_database_url  # noqa: F401 - a fixture
 
 LISTING_CONFIG = """
 [tasks.alpha]

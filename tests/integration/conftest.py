@@ -1,1 +1,0 @@
-from tests.support.databases import module_database_url  # noqa: F401 - a fixture
