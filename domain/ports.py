@@ -14,7 +14,9 @@ from typing import Protocol
 
 from domain.listing import RunPage, RunQuery
 from domain.logs import LogLine, LogStream
+from domain.policies import Admission
 from domain.run import Run, RunStatus
+from domain.tasks import TaskSpec
 
 
 class Clock(Protocol):
@@ -29,6 +31,15 @@ class Clock(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A trigger as recorded: the run (pending, or ended skipped) and runs to stop for it."""
+
+    run: Run
+    decision: Admission
+    to_stop: Sequence[Run] = ()
+
+
 class RunRepository(Protocol):
     """Where runs are recorded. Every method is one transaction.
 
@@ -39,6 +50,20 @@ class RunRepository(Protocol):
       recorded once however many loops see it.
     - ``replace`` is compare-and-set: it stores ``new`` only if the stored run still has
       ``expected`` status, and says whether it did. Two racing enders cannot both win.
+      ``follow_up`` (a retry) is inserted in the same transaction, only if it did.
+    - ``admit`` records a new trigger under the task's overlap policy, deciding with
+      ``domain.policies.admit`` on the task's load read under a per-task lock in the same
+      transaction, so concurrent triggers from any number of clients or daemons cannot
+      exceed the policy. It stores the run pending, or ended ``skipped`` (exit -1), and for
+      ``terminate`` returns the running runs to stop (``policies.runs_to_terminate``).
+    - ``claim`` moves a pending run to running at ``at`` only if the task has fewer than
+      ``max_concurrent`` running runs (same per-task lock); None if it is no longer
+      pending or no slot is free.
+    - ``prune`` deletes, in one bounded batch, ended runs of a task beyond its newest
+      ``keep_runs`` ended runs or ended before ``ended_before``, with their logs; it returns
+      how many it deleted (0 when done). Active runs are never pruned.
+    - ``last_ticks``/``save_last_tick`` keep, per task, the latest cron tick handled, so a
+      restarted daemon knows which ticks it missed.
     - ``get`` returns None for an unknown id.
     - ``list`` filters, orders and windows exactly as ``domain.listing.apply_query`` does,
       with ``total`` counting every match regardless of ``limit``/``offset``.
@@ -50,7 +75,21 @@ class RunRepository(Protocol):
 
     async def add_cron_run(self, run: Run) -> bool: ...
 
-    async def replace(self, new: Run, expected: RunStatus) -> bool: ...
+    async def replace(
+        self, new: Run, expected: RunStatus, follow_up: Run | None = None
+    ) -> bool: ...
+
+    async def admit(self, run: Run, task: TaskSpec) -> Admitted: ...
+
+    async def claim(self, run: Run, at: datetime, max_concurrent: int) -> Run | None: ...
+
+    async def prune(
+        self, task_name: str, keep_runs: int | None, ended_before: datetime | None, batch: int
+    ) -> int: ...
+
+    async def last_ticks(self) -> dict[str, datetime]: ...
+
+    async def save_last_tick(self, task_name: str, tick: datetime) -> None: ...
 
     async def get(self, run_id: str) -> Run | None: ...
 
@@ -70,6 +109,9 @@ class LogStore(Protocol):
       run's previous append. Appends of one run are never concurrent.
     - ``read`` returns up to ``limit`` stored lines with ``n >= first``, in order.
     - ``stats`` returns (first available n, total lines ever appended); (0, 0) when none.
+    - ``trim`` drops the run's oldest stored lines, whole batches at a time, until at most
+      ``max_bytes`` of text remain (``drop_old``); ``first available`` moves past them and
+      line numbers of what remains never change.
     - ``delete`` removes every line of the run.
     """
 
@@ -78,6 +120,8 @@ class LogStore(Protocol):
     async def read(self, run_id: str, first: int, limit: int) -> list[LogLine]: ...
 
     async def stats(self, run_id: str) -> tuple[int, int]: ...
+
+    async def trim(self, run_id: str, max_bytes: int) -> None: ...
 
     async def delete(self, run_id: str) -> None: ...
 

@@ -96,6 +96,8 @@ class Run:
     retry_of_run_id: str | None = None
     external_execution_id: str | None = None
     pid: int | None = None
+    not_before: datetime | None = None
+    """A pending run (a retry) may not start before this instant."""
 
     def started(self, at: datetime, pid: int | None = None) -> Run:
         """The run once its process exists."""
