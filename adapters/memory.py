@@ -1,8 +1,9 @@
 """In-memory fakes of the storage ports and the clock, for unit tests.
 
 They keep the same contracts as the Postgres adapters (the contract suite in
-``tests/contract`` runs against both), including cron-tick uniqueness and
-compare-and-set, so a test that passes on a fake means the same on the real store.
+``tests/contract`` runs against both), including cron-tick uniqueness, compare-and-set and
+admission under the overlap policy, so a test that passes on a fake means the same on the
+real store. No method awaits midway, so each is atomic within one event loop.
 """
 
 from __future__ import annotations
@@ -10,61 +11,235 @@ from __future__ import annotations
 import bisect
 import builtins
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from domain import policies
 from domain.listing import RunPage, RunQuery, apply_query
 from domain.logs import LogLine
-from domain.ports import Clock, LogStore, RunRepository
-from domain.run import Run, RunStatus, TriggeredBy
+from domain.policies import Admission, TaskLoad
+from domain.ports import Admitted, Clock, LogStore, RunRepository
+from domain.run import EndReason, Run, RunStatus, TriggeredBy
+from domain.tasks import TaskSpec
 
 
 def _is_first_cron_attempt(run: Run) -> bool:
     return run.triggered_by is TriggeredBy.CRON and run.retry_attempt == 0
 
 
-class InMemoryRunRepository(RunRepository):
-    """Runs in a dict. Not thread-safe; safe across awaits (no method awaits midway)."""
+def _creation_order(run: Run) -> tuple[datetime, str]:
+    return (run.created_at, run.id)
+
+
+@dataclass
+class _Log:
+    """One run's stored lines, the batches they came in, and its counters."""
+
+    lines: list[LogLine] = field(default_factory=list)
+    # (first n, text bytes) of each stored batch, oldest first.
+    chunks: list[tuple[int, int]] = field(default_factory=list)
+    first_available: int = 0
+    total_lines: int = 0
+    stored_bytes: int = 0
+
+
+class InMemoryLogStore(LogStore):
+    """Log lines in per-run lists, ordered by ``n``, kept in the batches they came in."""
 
     def __init__(self) -> None:
-        self.runs: dict[str, Run] = {}
+        self.logs: dict[str, _Log] = {}
 
-    async def add(self, run: Run) -> None:
-        """Insert a new run; a duplicate id or external execution id raises ValueError."""
+    async def append(self, run_id: str, lines: Sequence[LogLine]) -> None:
+        """Store lines that continue the run's log."""
+        if not lines:
+            return
+        log = self.logs.get(run_id)
+        if log is None:
+            log = self.logs[run_id] = _Log(first_available=lines[0].n)
+        size = sum(len(line.text.encode()) for line in lines)
+        log.lines.extend(lines)
+        log.chunks.append((lines[0].n, size))
+        log.total_lines = max(log.total_lines, lines[-1].n + 1)
+        log.stored_bytes += size
+
+    async def read(self, run_id: str, first: int, limit: int) -> list[LogLine]:
+        """Up to ``limit`` lines with ``n >= first``, in order."""
+        log = self.logs.get(run_id)
+        if log is None or limit <= 0:
+            return []
+        start = bisect.bisect_left(log.lines, first, key=lambda line: line.n)
+        return log.lines[start : start + limit]
+
+    async def stats(self, run_id: str) -> tuple[int, int]:
+        """(first available n, one past the last n); (0, 0) when none."""
+        log = self.logs.get(run_id)
+        return (0, 0) if log is None else (log.first_available, log.total_lines)
+
+    async def trim(self, run_id: str, max_bytes: int) -> None:
+        """Drop the oldest batches until at most ``max_bytes`` of text remain."""
+        log = self.logs.get(run_id)
+        if log is None:
+            return
+        while log.chunks and log.stored_bytes > max(max_bytes, 0):
+            _, size = log.chunks.pop(0)
+            log.stored_bytes -= size
+        log.first_available = log.chunks[0][0] if log.chunks else log.total_lines
+        if not log.chunks:
+            log.stored_bytes = 0
+        del log.lines[: bisect.bisect_left(log.lines, log.first_available, key=lambda x: x.n)]
+
+    async def delete(self, run_id: str) -> None:
+        """Remove every line of the run."""
+        self.logs.pop(run_id, None)
+
+
+class InMemoryRunRepository(RunRepository):
+    """Runs in a dict. Not thread-safe; safe across awaits (no method awaits midway).
+
+    Given ``logs``, deleting or pruning a run removes its log too, as Postgres cascades.
+    """
+
+    def __init__(self, logs: InMemoryLogStore | None = None) -> None:
+        self.runs: dict[str, Run] = {}
+        self.ticks: dict[str, datetime] = {}
+        self._logs = logs
+
+    def _check_new(self, run: Run) -> None:
         if run.id in self.runs:
-            raise ValueError(f"run {run.id} already exists")
+            raise ValueError(f"run {run.id} conflicts with a stored run: same id")
         if run.external_execution_id is not None and any(
             r.external_execution_id == run.external_execution_id for r in self.runs.values()
         ):
-            raise ValueError(f"external execution {run.external_execution_id} already recorded")
+            raise ValueError(f"run {run.id} conflicts with a stored run: same external id")
+        if self._stored_tick(run) is not None:
+            raise ValueError(f"run {run.id} conflicts with a stored run: same cron tick")
+
+    def _stored_tick(self, run: Run) -> Run | None:
+        if not _is_first_cron_attempt(run):
+            return None
+        return next(
+            (
+                r
+                for r in self.runs.values()
+                if _is_first_cron_attempt(r)
+                and r.task_name == run.task_name
+                and r.created_at == run.created_at
+            ),
+            None,
+        )
+
+    def _load(self, task_name: str) -> TaskLoad:
+        mine = [r.status for r in self.runs.values() if r.task_name == task_name]
+        return TaskLoad(
+            running=mine.count(RunStatus.RUNNING), pending=mine.count(RunStatus.PENDING)
+        )
+
+    def _forget(self, run_id: str) -> None:
+        del self.runs[run_id]
+        if self._logs is not None:
+            self._logs.logs.pop(run_id, None)
+
+    async def add(self, run: Run) -> None:
+        """Insert a new run; a duplicate id, external execution id or cron tick raises
+        ValueError."""
+        self._check_new(run)
         self.runs[run.id] = run
 
     async def add_cron_run(self, run: Run) -> bool:
         """Insert a cron run unless its tick is already recorded; say whether it was."""
-        if _is_first_cron_attempt(run) and any(
-            _is_first_cron_attempt(r)
-            and r.task_name == run.task_name
-            and r.created_at == run.created_at
-            for r in self.runs.values()
-        ):
+        if self._stored_tick(run) is not None:
             return False
         await self.add(run)
         return True
 
-    async def replace(self, new: Run, expected: RunStatus) -> bool:
-        """Store ``new`` if the stored run still has status ``expected``."""
+    async def replace(self, new: Run, expected: RunStatus, follow_up: Run | None = None) -> bool:
+        """Store ``new`` if the stored run still has status ``expected``; then ``follow_up``.
+
+        A ``follow_up`` that conflicts with a stored run raises ValueError and stores nothing.
+        """
         current = self.runs.get(new.id)
         if current is None or current.status is not expected:
             return False
+        if follow_up is not None:
+            self._check_new(follow_up)
         self.runs[new.id] = new
+        if follow_up is not None:
+            self.runs[follow_up.id] = follow_up
         return True
+
+    async def admit(self, run: Run, task: TaskSpec) -> Admitted:
+        """Record a trigger under ``task``'s overlap policy.
+
+        A repeat of a stored cloud execution returns that run (ACCEPT), a repeat of a stored
+        cron tick returns that run (SKIP); neither inserts anything.
+        """
+        if run.task_name != task.name:
+            raise ValueError(f"run {run.id} is of task {run.task_name!r}, not {task.name!r}")
+        if run.external_execution_id is not None:
+            for stored in self.runs.values():
+                if stored.external_execution_id == run.external_execution_id:
+                    return Admitted(stored, Admission.ACCEPT)
+        tick = self._stored_tick(run)
+        if tick is not None:
+            return Admitted(tick, Admission.SKIP)
+        self._check_new(run)
+        load = self._load(task.name)
+        decision = policies.admit(task, load)
+        to_stop: Sequence[Run] = ()
+        if decision is Admission.TERMINATE:
+            running = [
+                r
+                for r in self.runs.values()
+                if r.task_name == task.name and r.status is RunStatus.RUNNING
+            ]
+            to_stop = tuple(policies.runs_to_terminate(task, running, load.pending))
+        stored = run.ended(EndReason.SKIPPED, run.created_at) if decision is Admission.SKIP else run
+        self.runs[run.id] = stored
+        return Admitted(stored, decision, to_stop)
+
+    async def claim(self, run: Run, at: datetime, max_concurrent: int) -> Run | None:
+        """Move the pending run to running at ``at`` if a slot is free; None otherwise."""
+        stored = self.runs.get(run.id)
+        if stored is None or stored.status is not RunStatus.PENDING:
+            return None
+        if self._load(stored.task_name).running >= max_concurrent:
+            return None
+        started = self.runs[run.id] = stored.started(at)
+        return started
+
+    async def prune(
+        self, task_name: str, keep_runs: int | None, ended_before: datetime | None, batch: int
+    ) -> int:
+        """Delete up to ``batch`` ended runs (and their logs) that retention lets go."""
+        ended = sorted(
+            (r for r in self.runs.values() if r.task_name == task_name and not r.is_active),
+            key=_creation_order,
+            reverse=True,
+        )
+        kept = len(ended) if keep_runs is None else max(keep_runs, 0)
+        doomed = [
+            r
+            for i, r in enumerate(ended)
+            if i >= kept
+            or (ended_before is not None and r.end_at is not None and r.end_at < ended_before)
+        ]
+        # Oldest first, as Postgres does when it deletes by count.
+        for run in doomed[::-1][: max(batch, 0)]:
+            self._forget(run.id)
+        return min(len(doomed), max(batch, 0))
+
+    async def last_ticks(self) -> dict[str, datetime]:
+        """The latest cron tick handled, per task."""
+        return dict(self.ticks)
+
+    async def save_last_tick(self, task_name: str, tick: datetime) -> None:
+        """Remember ``tick`` as handled, unless a later one already is."""
+        known = self.ticks.get(task_name)
+        self.ticks[task_name] = tick if known is None else max(known, tick)
 
     async def get(self, run_id: str) -> Run | None:
         """The run with that id, or None."""
         return self.runs.get(run_id)
-
-    async def list(self, query: RunQuery) -> RunPage:
-        """Filter, order and window with the reference implementation."""
-        return apply_query(list(self.runs.values()), query)
 
     async def active(self, task_name: str | None = None) -> builtins.list[Run]:
         """Pending and running runs, oldest first."""
@@ -73,46 +248,19 @@ class InMemoryRunRepository(RunRepository):
             for r in self.runs.values()
             if r.is_active and (task_name is None or r.task_name == task_name)
         ]
-        return sorted(found, key=lambda r: (r.created_at, r.id))
+        return sorted(found, key=_creation_order)
 
     async def delete(self, run_id: str) -> bool:
-        """Remove an ended run; say whether one was removed."""
+        """Remove an ended run (and its log, given the store); say whether one was removed."""
         run = self.runs.get(run_id)
         if run is None or run.is_active:
             return False
-        del self.runs[run_id]
+        self._forget(run_id)
         return True
 
-
-class InMemoryLogStore(LogStore):
-    """Log lines in per-run lists, ordered by ``n``."""
-
-    def __init__(self) -> None:
-        self.lines: dict[str, list[LogLine]] = {}
-
-    async def append(self, run_id: str, lines: Sequence[LogLine]) -> None:
-        """Store lines that continue the run's log."""
-        if lines:
-            self.lines.setdefault(run_id, []).extend(lines)
-
-    async def read(self, run_id: str, first: int, limit: int) -> list[LogLine]:
-        """Up to ``limit`` lines with ``n >= first``, in order."""
-        stored = self.lines.get(run_id, [])
-        if limit <= 0:
-            return []
-        start = bisect.bisect_left(stored, first, key=lambda line: line.n)
-        return stored[start : start + limit]
-
-    async def stats(self, run_id: str) -> tuple[int, int]:
-        """(first available n, one past the last n); (0, 0) when none."""
-        stored = self.lines.get(run_id)
-        if not stored:
-            return (0, 0)
-        return (stored[0].n, stored[-1].n + 1)
-
-    async def delete(self, run_id: str) -> None:
-        """Remove every line of the run."""
-        self.lines.pop(run_id, None)
+    async def list(self, query: RunQuery) -> RunPage:
+        """Filter, order and window with the reference implementation."""
+        return apply_query(list(self.runs.values()), query)
 
 
 class FakeClock(Clock):

@@ -11,9 +11,13 @@ from datetime import datetime
 
 from app.config import Config
 from app.runtime.dispatcher import Dispatcher
+from app.runtime.retention import retention_loop
 from app.runtime.scheduler import CronScheduler
+from app.runtime.supervisor import ServiceSupervisor
 from domain import services
+from domain.errors import NotAService, ServiceInstance, TriggerSkipped
 from domain.listing import RunPage, RunQuery
+from domain.policies import Admission
 from domain.ports import Clock, Executor, LogStore, RunRepository
 from domain.run import Run
 from domain.tasks import TaskSpec
@@ -32,33 +36,44 @@ class Daemon:
     clock: Clock
     database_ready: Callable[[], Awaitable[bool]]
     dispatcher: Dispatcher = field(init=False)
+    supervisor: ServiceSupervisor = field(init=False)
     scheduler: CronScheduler = field(init=False)
     _cron_loop: asyncio.Task[None] | None = field(default=None, init=False)
+    _retention: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.repo, self.logs, self.executor, self.clock, self.tasks)
         self.scheduler = CronScheduler(self.repo, self.dispatcher, self.clock, self.tasks)
+        self.supervisor = ServiceSupervisor(
+            self.repo, self.logs, self.executor, self.clock, self.tasks
+        )
 
     @property
     def tasks(self) -> dict[str, TaskSpec]:
         return self.config.tasks
 
     async def start(self) -> None:
-        """Settle what a previous daemon left, resume pending runs, start the cron loop."""
-        pending = await services.reconcile_on_start(self.repo, self.clock, self.tasks.keys())
+        """Settle what a previous daemon left, resume pending runs, start the loops."""
+        pending = await services.reconcile_on_start(self.repo, self.clock, self.tasks)
         for run in pending:
             self.dispatcher.submit(run)
         if pending:
             log.info("resumed %d pending runs", len(pending))
-        self._cron_loop = asyncio.get_running_loop().create_task(self.scheduler.run())
+        # After the reconciliation, which ends the previous daemon's service runs.
+        await self.supervisor.start()
+        await self.scheduler.load_state()
+        loop = asyncio.get_running_loop()
+        self._cron_loop = loop.create_task(self.scheduler.run())
+        self._retention = loop.create_task(retention_loop(self.repo, self.clock, self.tasks))
 
     async def stop(self) -> None:
-        """Stop the cron loop, then every running process (recorded ``stopped``)."""
-        if self._cron_loop is not None:
-            self._cron_loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cron_loop
-        await self.dispatcher.shutdown()
+        """Stop the loops, then every running process (recorded ``stopped``)."""
+        for loop_task in (self._cron_loop, self._retention):
+            if loop_task is not None:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
+        await asyncio.gather(self.dispatcher.shutdown(), self.supervisor.stop())
 
     @property
     def scheduler_alive(self) -> bool:
@@ -70,15 +85,49 @@ class Daemon:
     def task(self, name: str) -> TaskSpec:
         return services.find_task(self.tasks, name)
 
-    async def trigger(self, task_name: str) -> Run:
-        run = await services.trigger_run(self.repo, self.clock, self.task(task_name))
-        self.dispatcher.submit(run)
-        return run
+    async def trigger(
+        self, task_name: str, external_execution_id: str | None = None
+    ) -> tuple[Run, bool]:
+        """Trigger a run under the task's overlap policy; returns it and whether it is new.
+
+        Raises :class:`TriggerSkipped` when the policy turned it away (the skipped run is
+        recorded); a repeated cloud trigger returns the existing run, not new.
+        """
+        task = self.task(task_name)
+        admitted, created = await services.trigger_run(
+            self.repo, self.clock, task, external_execution_id
+        )
+        if not created:
+            return admitted.run, False
+        if admitted.decision is Admission.SKIP:
+            raise TriggerSkipped(task.name, admitted.run.id, task.on_overlap.value)
+        self.dispatcher.stop_soon(list(admitted.to_stop))
+        self.dispatcher.submit(admitted.run)
+        return admitted.run, True
 
     async def stop_run(self, task_name: str, run_id: str) -> Run:
         run = await services.require_active(self.repo, run_id, task_name)
+        if (task := self.tasks.get(task_name)) is not None and task.is_service:
+            raise ServiceInstance(task_name, run_id)
         await self.dispatcher.stop(run)
         return await services.get_run(self.repo, run_id, task_name)
+
+    def service(self, name: str) -> TaskSpec:
+        task = self.task(name)
+        if not task.is_service:
+            raise NotAService(name)
+        return task
+
+    async def restart_service(self, name: str) -> int:
+        """Stop and start every instance of a service; returns the instance count."""
+        task = self.service(name)
+        await self.supervisor.restart(name)
+        return task.instances
+
+    async def stop_service(self, name: str) -> None:
+        """Stop every instance of a service; it stays stopped until restarted."""
+        self.service(name)
+        await self.supervisor.stop_service(name)
 
     async def get_run(self, run_id: str, task_name: str | None = None) -> Run:
         return await services.get_run(self.repo, run_id, task_name)

@@ -17,12 +17,15 @@ from domain.errors import (
     DomainError,
     IllegalTransition,
     InvalidFilter,
+    NotAService,
     NotTriggerable,
     RunNotActive,
     RunNotFound,
+    ServiceInstance,
     StoreUnavailable,
     TaskNotFound,
     TriggerForbidden,
+    TriggerSkipped,
 )
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     TriggerForbidden: 403,
     RunNotActive: 409,
     NotTriggerable: 409,
+    TriggerSkipped: 409,
+    ServiceInstance: 409,
+    NotAService: 400,
     IllegalTransition: 409,
     InvalidFilter: 422,
     StoreUnavailable: 503,
@@ -127,7 +133,8 @@ def domain_problem(request: Request[Any, Any, Any], exc: DomainError) -> Respons
         return invalid_filter_problem(request, exc)
     status = next((s for t, s in _DOMAIN_STATUS.items() if isinstance(exc, t)), 400)
     headers = {"Retry-After": "5"} if status == 503 else None
-    return problem(request, status, str(exc), headers=headers)
+    extra = {"run_id": exc.run_id} if isinstance(exc, TriggerSkipped) else {}
+    return problem(request, status, str(exc), headers=headers, **extra)
 
 
 def http_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

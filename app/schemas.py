@@ -103,6 +103,14 @@ class TasksResponseBody(msgspec.Struct, kw_only=True):
     tasks: list[Task]
 
 
+class TriggerBody(msgspec.Struct, omit_defaults=True, kw_only=True, forbid_unknown_fields=True):
+    """Optional body of a trigger: an orchestrator's id makes it a ``cloud`` trigger."""
+
+    external_execution_id: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | UnsetType
+    ) = UNSET
+
+
 class MessageBody(msgspec.Struct, kw_only=True):
     """A plain acknowledgement."""
 

@@ -59,6 +59,41 @@ class NotTriggerable(DomainError):
         )
 
 
+class TriggerSkipped(DomainError):
+    """The overlap policy turned the trigger away; the ``skipped`` run was recorded."""
+
+    def __init__(self, task_name: str, run_id: str, policy: str) -> None:
+        self.task_name = task_name
+        self.run_id = run_id
+        super().__init__(
+            f"task {task_name!r} is already running (on_overlap = {policy!r}); "
+            f"the trigger was recorded as skipped run {run_id}"
+        )
+
+
+class ServiceInstance(DomainError):
+    """The run is an instance of a service, which the supervisor keeps alive."""
+
+    def __init__(self, task_name: str, run_id: str) -> None:
+        self.task_name = task_name
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id} is an instance of service {task_name!r}; stop or restart the "
+            f"service (POST /api/tasks/{task_name}/stop or /restart) instead"
+        )
+
+
+class NotAService(DomainError):
+    """Restart and stop of a whole task apply to services only."""
+
+    def __init__(self, task_name: str) -> None:
+        self.task_name = task_name
+        super().__init__(
+            f"{task_name!r} is a task, not a service; stop its runs with "
+            f"POST /api/tasks/{task_name}/runs/RUN_ID/stop"
+        )
+
+
 class RunNotActive(DomainError):
     """The run has already ended, so it cannot be stopped."""
 

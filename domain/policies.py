@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from domain.run import EndReason, Run, TriggeredBy
-from domain.tasks import Backoff, LogOnFull, OverlapPolicy, TaskSpec
+from domain.tasks import Backoff, CatchUp, LogOnFull, OverlapPolicy, TaskSpec
 
 RETRY_DELAY_CAP = 300.0
 """Seconds: no retry waits longer than five minutes."""
@@ -148,3 +148,29 @@ def log_verdict(task: TaskSpec, stored_bytes: int, incoming_bytes: int) -> LogVe
             return LogVerdict.KILL
         case _:
             return LogVerdict.TRIM
+
+
+ON_TIME = timedelta(seconds=5)
+"""How late the newest due tick may be found and still count as on time."""
+
+
+def select_ticks(task: TaskSpec, ticks: list[datetime], now: datetime) -> list[datetime]:
+    """Which of the ticks due since the last look to run, oldest first.
+
+    In normal operation each look finds one new tick, the newest, and it runs. Any older
+    tick, or a newest one found more than ``ON_TIME`` late, was missed (the daemon or its
+    database was down) and follows ``catch_up``: ``latest`` re-runs the most recent missed
+    tick once, ``all`` runs up to ``max_catch_up_runs`` of them, ``skip`` none.
+    """
+    if not ticks:
+        return []
+    on_time = ticks[-1:] if now - ticks[-1] <= ON_TIME else []
+    missed = ticks[: len(ticks) - len(on_time)]
+    match task.catch_up:
+        case CatchUp.ALL:
+            chosen = missed[-task.max_catch_up_runs :] if task.max_catch_up_runs else []
+        case CatchUp.SKIP:
+            chosen = []
+        case _:
+            chosen = missed[-1:]
+    return chosen + on_time

@@ -105,23 +105,37 @@ class Run:
             raise IllegalTransition(self.id, self.status, RunStatus.RUNNING)
         return dataclasses.replace(self, status=RunStatus.RUNNING, start_at=at, pid=pid)
 
-    def ended(self, reason: EndReason, at: datetime, exit_code: int | None = None) -> Run:
+    def ended(
+        self,
+        reason: EndReason,
+        at: datetime,
+        exit_code: int | None = None,
+        *,
+        never_started: bool = False,
+    ) -> Run:
         """The run once it is over.
 
         ``exit_code`` is what the process returned (already -1 when a signal killed it);
         reasons that fix the code (skipped -1, crashed -2) override it, and a run that never
-        started records -1.
+        started records -1. ``never_started`` marks a run that held a slot but whose process
+        could not be spawned: it keeps no ``start_at``.
         """
         if reason not in _ENDINGS[self.status]:
             raise IllegalTransition(self.id, self.status, RunStatus.ENDED, reason)
         if reason in _FIXED_EXIT:
             code = _FIXED_EXIT[reason]
-        elif self.status is RunStatus.PENDING or exit_code is None:
+        elif self.status is RunStatus.PENDING or exit_code is None or never_started:
             code = EXIT_NOT_EXECUTED
         else:
             code = exit_code
+        start_at = None if never_started else self.start_at
         return dataclasses.replace(
-            self, status=RunStatus.ENDED, end_reason=reason, exit_code=code, end_at=at
+            self,
+            status=RunStatus.ENDED,
+            end_reason=reason,
+            exit_code=code,
+            end_at=at,
+            start_at=start_at,
         )
 
     @property

@@ -6,14 +6,16 @@ These functions decide and record; they do not wait on processes. The runtime in
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
 
 from ulid import ULID
 
+from domain import policies
 from domain.errors import NotTriggerable, RunNotActive, RunNotFound, TaskNotFound, TriggerForbidden
 from domain.listing import RunPage, RunQuery
-from domain.ports import Clock, RunRepository
+from domain.ports import Admitted, Clock, RunRepository
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import TaskSpec
 
@@ -35,43 +37,86 @@ async def trigger_run(
     repo: RunRepository,
     clock: Clock,
     task: TaskSpec,
-    triggered_by: TriggeredBy = TriggeredBy.API,
-) -> Run:
-    """Record a pending run of ``task`` requested now through the API.
+    external_execution_id: str | None = None,
+) -> tuple[Admitted, bool]:
+    """Record a trigger of ``task`` through the API, under its overlap policy.
 
+    With ``external_execution_id`` it is a ``cloud`` trigger, idempotent on that id.
+    Returns the admission and whether it created a run (False: a repeat of a cloud id).
     Raises :class:`NotTriggerable` for services and :class:`TriggerForbidden` for
     ``api_trigger = false`` tasks.
     """
     if task.is_service:
         raise NotTriggerable(task.name)
-    if triggered_by is TriggeredBy.API and not task.api_trigger:
+    if not task.api_trigger:
         raise TriggerForbidden(task.name)
     now = clock.now()
-    run = Run(id=new_run_id(now), task_name=task.name, created_at=now, triggered_by=triggered_by)
-    await repo.add(run)
-    return run
+    run = Run(
+        id=new_run_id(now),
+        task_name=task.name,
+        created_at=now,
+        triggered_by=TriggeredBy.CLOUD if external_execution_id else TriggeredBy.API,
+        external_execution_id=external_execution_id,
+    )
+    admitted = await repo.admit(run, task)
+    return admitted, admitted.run.id == run.id
 
 
-async def record_cron_tick(repo: RunRepository, task: TaskSpec, tick: datetime) -> Run | None:
-    """Record the pending run of one cron tick, or None if that tick is already recorded."""
+async def record_cron_tick(repo: RunRepository, task: TaskSpec, tick: datetime) -> Admitted | None:
+    """Record one cron tick under the overlap policy; None if the tick was recorded before."""
     run = Run(
         id=new_run_id(tick), task_name=task.name, created_at=tick, triggered_by=TriggeredBy.CRON
     )
-    return run if await repo.add_cron_run(run) else None
+    admitted = await repo.admit(run, task)
+    return admitted if admitted.run.id == run.id else None
+
+
+async def claim_run(repo: RunRepository, task: TaskSpec, run: Run, at: datetime) -> Run | None:
+    """Take a slot for a pending run: it is ``running`` from ``at`` if one was free."""
+    return await repo.claim(run, at, task.max_concurrent)
 
 
 async def start_run(repo: RunRepository, run: Run, at: datetime, pid: int) -> Run | None:
-    """Record that ``run``'s process exists; None if the run was ended meanwhile."""
+    """Record that a pending ``run``'s process exists (runs outside any overlap policy,
+    such as service instances); None if the run was ended meanwhile."""
     started = run.started(at, pid)
     return started if await repo.replace(started, RunStatus.PENDING) else None
+
+
+async def record_pid(repo: RunRepository, run: Run, pid: int) -> Run:
+    """Remember the process group of a running run (for recovery and operators)."""
+    with_pid = dataclasses.replace(run, pid=pid)
+    await repo.replace(with_pid, RunStatus.RUNNING)
+    return with_pid
 
 
 async def end_run(
     repo: RunRepository, run: Run, reason: EndReason, at: datetime, exit_code: int | None = None
 ) -> Run | None:
-    """Record the end of ``run``; None if another actor ended it first."""
+    """Record the end of ``run`` without a retry; None if another actor ended it first."""
     ended = run.ended(reason, at, exit_code)
     return ended if await repo.replace(ended, run.status) else None
+
+
+async def finish_run(
+    repo: RunRepository,
+    task: TaskSpec | None,
+    run: Run,
+    reason: EndReason,
+    at: datetime,
+    exit_code: int | None = None,
+    *,
+    never_started: bool = False,
+) -> tuple[Run, Run | None] | None:
+    """Record the end of ``run`` and, in the same transaction, its retry if one is due.
+
+    Returns (ended run, retry or None), or None if another actor ended it first.
+    """
+    ended = run.ended(reason, at, exit_code, never_started=never_started)
+    retry = policies.next_retry(task, ended, at, new_run_id(at)) if task else None
+    if not await repo.replace(ended, run.status, retry):
+        return None
+    return ended, retry
 
 
 async def get_run(repo: RunRepository, run_id: str, task_name: str | None = None) -> Run:
@@ -96,21 +141,26 @@ async def list_runs(repo: RunRepository, query: RunQuery) -> RunPage:
 
 
 async def reconcile_on_start(
-    repo: RunRepository, clock: Clock, configured: Collection[str]
+    repo: RunRepository, clock: Clock, tasks: Mapping[str, TaskSpec]
 ) -> list[Run]:
     """Settle what a previous daemon left active.
 
     Runs left ``running`` end ``crashed`` (exit -2): their daemon died with them. Runs left
-    ``pending`` of tasks no longer configured end ``skipped``. Returns the other pending
-    runs, oldest first, for the runtime to resume.
+    ``pending`` of tasks no longer configured (or of services, whose instances are started
+    afresh) end ``skipped``. Crashed runs are retried when their task allows. Returns the
+    pending runs to resume, retries included, oldest first.
     """
     now = clock.now()
     pending: list[Run] = []
     for run in await repo.active():
+        task = tasks.get(run.task_name)
         if run.status is RunStatus.RUNNING:
-            await end_run(repo, run, EndReason.CRASHED, now)
-        elif run.task_name not in configured:
+            finished = await finish_run(repo, task, run, EndReason.CRASHED, now)
+            if finished is not None and finished[1] is not None:
+                pending.append(finished[1])
+        elif task is None or task.is_service:
             await end_run(repo, run, EndReason.SKIPPED, now)
         else:
             pending.append(run)
+    pending.sort(key=lambda r: (r.created_at, r.id))
     return pending

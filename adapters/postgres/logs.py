@@ -3,7 +3,8 @@
 A row of ``run_logs`` holds the lines ``first_n..last_n`` of one run, encoded as a msgpack
 array of ``[n - first_n, ts in epoch microseconds, stream code, text]``. Reading a window
 touches only the rows that overlap it, found through the primary key ``(run_id, first_n)``.
-``run_log_meta`` keeps the counts so ``stats`` is one primary-key lookup.
+``run_log_meta`` keeps the counts so ``stats`` is one primary-key lookup, and the bytes of
+text still stored (each row knows its own) so ``trim`` knows how much to drop.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ _STREAM_CODES: dict[LogStream, int] = {
     LogStream.SYSTEM: 2,
 }
 _STREAMS = {code: stream for stream, code in _STREAM_CODES.items()}
+
+_TRIM_PAGE = 500
+"""Chunks ``trim`` reads per query while it looks for where to cut."""
 
 _Row = tuple[int, int, int, str]
 _encoder = msgspec.msgpack.Encoder()
@@ -61,6 +65,11 @@ def decode_chunk(first_n: int, body: bytes) -> list[LogLine]:
     ]
 
 
+def text_bytes(lines: Sequence[LogLine]) -> int:
+    """What ``lines`` weigh against a log budget: the UTF-8 bytes of their texts."""
+    return sum(len(line.text.encode()) for line in lines)
+
+
 class PostgresLogStore(LogStore):
     """Run output lines in PostgreSQL. A run's log goes when the run is deleted."""
 
@@ -72,20 +81,23 @@ class PostgresLogStore(LogStore):
         if not lines:
             return
         first, last = lines[0].n, lines[-1].n
+        size = text_bytes(lines)
         meta = pg_insert(run_log_meta).values(
-            run_id=run_id, first_available=first, total_lines=last + 1
+            run_id=run_id, first_available=first, total_lines=last + 1, stored_bytes=size
         )
         meta = meta.on_conflict_do_update(
             index_elements=[run_log_meta.c.run_id],
-            set_={"total_lines": sa.func.greatest(run_log_meta.c.total_lines, last + 1)},
+            set_={
+                "total_lines": sa.func.greatest(run_log_meta.c.total_lines, last + 1),
+                "stored_bytes": run_log_meta.c.stored_bytes + size,
+            },
+        )
+        chunk = run_logs.insert().values(
+            run_id=run_id, first_n=first, last_n=last, body=encode_chunk(lines), text_bytes=size
         )
         try:
             async with transaction(self._engine) as conn:
-                await conn.execute(
-                    run_logs.insert().values(
-                        run_id=run_id, first_n=first, last_n=last, body=encode_chunk(lines)
-                    )
-                )
+                await conn.execute(chunk)
                 await conn.execute(meta)
         except sa_exc.IntegrityError as error:
             if getattr(error.orig, "sqlstate", None) == "23503":  # foreign key: no such run
@@ -129,6 +141,57 @@ class PostgresLogStore(LogStore):
         async with transaction(self._engine) as conn:
             row = (await conn.execute(stmt)).first()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    async def trim(self, run_id: str, max_bytes: int) -> None:
+        """Drop the oldest chunks until at most ``max_bytes`` of text remain."""
+        lock_meta = (
+            sa.select(run_log_meta.c.stored_bytes, run_log_meta.c.total_lines)
+            .where(run_log_meta.c.run_id == run_id)
+            .with_for_update()
+        )
+        async with transaction(self._engine) as conn:
+            # The row lock orders this trim with the byte count of a concurrent append.
+            meta = (await conn.execute(lock_meta)).first()
+            if meta is None or meta.stored_bytes <= max_bytes:
+                return
+            excess = meta.stored_bytes - max(max_bytes, 0)
+            dropped, last_dropped = 0, -1
+            while dropped < excess:
+                # Oldest first, a page at a time: a long log need not be read whole.
+                page = (
+                    sa.select(run_logs.c.first_n, run_logs.c.text_bytes)
+                    .where(run_logs.c.run_id == run_id, run_logs.c.first_n > last_dropped)
+                    .order_by(run_logs.c.first_n)
+                    .limit(_TRIM_PAGE)
+                )
+                rows = (await conn.execute(page)).all()
+                for first_n, size in rows:
+                    if dropped >= excess:
+                        break
+                    dropped, last_dropped = dropped + int(size), int(first_n)
+                if len(rows) < _TRIM_PAGE:
+                    break
+            await conn.execute(
+                run_logs.delete().where(
+                    run_logs.c.run_id == run_id, run_logs.c.first_n <= last_dropped
+                )
+            )
+            oldest_kept = (
+                sa.select(sa.func.min(run_logs.c.first_n))
+                .where(run_logs.c.run_id == run_id)
+                .scalar_subquery()
+            )
+            await conn.execute(
+                run_log_meta.update()
+                .where(run_log_meta.c.run_id == run_id)
+                .values(
+                    first_available=sa.func.coalesce(oldest_kept, run_log_meta.c.total_lines),
+                    # Nothing left counts as nothing stored, whatever older rows claimed.
+                    stored_bytes=sa.case(
+                        (oldest_kept.is_(None), 0), else_=meta.stored_bytes - dropped
+                    ),
+                )
+            )
 
     async def delete(self, run_id: str) -> None:
         """Remove every line of the run."""

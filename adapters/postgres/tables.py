@@ -1,8 +1,8 @@
-"""The schema as SQLAlchemy Core tables: the queries' view of migration ``0001_initial``.
+"""The schema as SQLAlchemy Core tables: the queries' view of the migrations.
 
-The migration is the authority (it also creates the trigger, the trigram indexes and the
-partial indexes); these objects only name the columns so queries are built with bound
-parameters. Keep the two in step.
+The migrations (``0001_initial``, ``0002_policies``) are the authority (they also create the
+trigger, the trigram indexes and the partial indexes); these objects only name the columns
+so queries are built with bound parameters. Keep the two in step.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ runs = sa.Table(
     sa.Column("retry_of_run_id", C_TEXT, nullable=True),
     sa.Column("external_execution_id", sa.Text, nullable=True, unique=True),
     sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
     # Generated so that every listing sort has a plain column to index.
     sa.Column(
         "sort_start_at",
@@ -69,6 +70,8 @@ run_logs = sa.Table(
     sa.Column("first_n", sa.BigInteger, primary_key=True),
     sa.Column("last_n", sa.BigInteger, nullable=False),
     sa.Column("body", sa.LargeBinary, nullable=False),
+    # UTF-8 bytes of the chunk's line texts: what a log budget counts.
+    sa.Column("text_bytes", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 run_log_meta = sa.Table(
@@ -77,6 +80,15 @@ run_log_meta = sa.Table(
     sa.Column("run_id", C_TEXT, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("first_available", sa.BigInteger, nullable=False),
     sa.Column("total_lines", sa.BigInteger, nullable=False),
+    # Sum of ``text_bytes`` over the chunks still stored.
+    sa.Column("stored_bytes", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+task_ticks = sa.Table(
+    "task_ticks",
+    metadata,
+    sa.Column("task_name", C_TEXT, primary_key=True),
+    sa.Column("last_tick", sa.DateTime(timezone=True), nullable=False),
 )
 
 # Columns of ``runs`` that hold a Run's fields (the generated ones are for sorting only).

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from app import presenters, schemas
 from app.controllers.params import TaskNamePath
@@ -62,5 +63,46 @@ class TaskController(Controller):
         request: Request[Any, Any, Any],
         daemon: NamedDependency[Daemon],
         task_name_path: TaskNamePath,
-    ) -> schemas.Run:
-        return presenters.one_run(request, await daemon.trigger(task_name_path))
+        data: JSONBody[schemas.TriggerBody | None] = None,
+    ) -> Response[schemas.Run]:
+        external_id = data.external_execution_id if data else None
+        run, created = await daemon.trigger(task_name_path, external_id or None)
+        return Response(presenters.one_run(request, run), status_code=201 if created else 200)
+
+    @post(
+        "/{taskName:str}/restart",
+        operation_id="restart-service",
+        summary="Restart every instance of a service",
+        status_code=200,
+        responses=problems(400, 404, 422),
+    )
+    async def restart_service(
+        self,
+        request: Request[Any, Any, Any],
+        daemon: NamedDependency[Daemon],
+        task_name_path: TaskNamePath,
+    ) -> schemas.MessageBody:
+        count = await daemon.restart_service(task_name_path)
+        return schemas.MessageBody(
+            schema=schema_url(request, "MessageBody"),
+            message=f"service {task_name_path} restarted with {count} instances",
+        )
+
+    @post(
+        "/{taskName:str}/stop",
+        operation_id="stop-service",
+        summary="Stop every instance of a service until it is restarted",
+        status_code=200,
+        responses=problems(400, 404, 422),
+    )
+    async def stop_service(
+        self,
+        request: Request[Any, Any, Any],
+        daemon: NamedDependency[Daemon],
+        task_name_path: TaskNamePath,
+    ) -> schemas.MessageBody:
+        await daemon.stop_service(task_name_path)
+        return schemas.MessageBody(
+            schema=schema_url(request, "MessageBody"),
+            message=f"service {task_name_path} stopped; POST .../restart starts it again",
+        )

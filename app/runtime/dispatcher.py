@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.runtime.output import RunOutput
+from app.runtime.resilience import durably
 from domain import services
 from domain.ports import (
     Clock,
@@ -20,10 +21,13 @@ from domain.ports import (
     RunningProcess,
     RunRepository,
 )
-from domain.run import EXIT_NOT_EXECUTED, EndReason, Run, end_reason_for_exit
+from domain.run import EXIT_NOT_EXECUTED, EndReason, Run, RunStatus, end_reason_for_exit
 from domain.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
+
+RECLAIM_DELAY = 1.0
+"""Seconds before a run whose slot was taken elsewhere (another daemon) is tried again."""
 
 
 @dataclass(slots=True)
@@ -35,11 +39,17 @@ class _Active:
     process: RunningProcess | None = None
     timed_out: bool = False
     stopped: bool = False
+    log_overflowed: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Dispatcher:
-    """Runs each task's pending runs in FIFO order, ``max_concurrent`` at a time."""
+    """Runs each task's pending runs in FIFO order, ``max_concurrent`` at a time.
+
+    A slot is taken in the database (``claim``) before a process is spawned, so the limit
+    holds across daemons sharing one database. A pending retry waits for its
+    ``not_before`` without holding up runs queued behind it.
+    """
 
     def __init__(
         self,
@@ -55,6 +65,7 @@ class Dispatcher:
         self._clock = clock
         self._tasks = tasks
         self._queues: dict[str, deque[Run]] = {name: deque() for name in tasks}
+        self._wakeups: dict[str, asyncio.TimerHandle] = {}
         self._active: dict[str, _Active] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -62,11 +73,15 @@ class Dispatcher:
     def running_count(self, task_name: str) -> int:
         return sum(1 for a in self._active.values() if a.run.task_name == task_name)
 
-    def queued_count(self, task_name: str) -> int:
+    def queued_count(self, task_name: str | None = None) -> int:
+        if task_name is None:
+            return sum(len(q) for q in self._queues.values())
         return len(self._queues.get(task_name, ()))
 
     def submit(self, run: Run) -> None:
         """Queue a recorded pending run; it starts as soon as its task has a free slot."""
+        if run.task_name not in self._queues:
+            return
         self._queues[run.task_name].append(run)
         self._pump(run.task_name)
 
@@ -88,53 +103,112 @@ class Dispatcher:
         await self._terminate(active)
         await active.done.wait()
 
+    def stop_soon(self, runs: list[Run]) -> None:
+        """Stop runs in the background (the ``terminate`` overlap policy)."""
+        for run in runs:
+            self._spawn_worker(self.stop(run))
+
     async def shutdown(self) -> None:
         """Stop every running process, record it ``stopped``, and wait for the records.
 
         Queued runs stay ``pending`` in the store; the next start resumes them.
         """
         self._closing = True
+        for handle in self._wakeups.values():
+            handle.cancel()
         for active in list(self._active.values()):
             active.stopped = True
         await asyncio.gather(
             *(self._terminate(a) for a in list(self._active.values())), return_exceptions=True
         )
-        if self._workers:
-            await asyncio.gather(*self._workers, return_exceptions=True)
+        while self._workers:
+            await asyncio.gather(*list(self._workers), return_exceptions=True)
 
     def _now(self) -> datetime:
         return self._clock.now()
+
+    def _spawn_worker(self, coro) -> None:  # type: ignore[no-untyped-def]
+        worker = asyncio.get_running_loop().create_task(coro)
+        self._workers.add(worker)
+        worker.add_done_callback(self._workers.discard)
 
     def _pump(self, task_name: str) -> None:
         if self._closing:
             return
         task = self._tasks[task_name]
         queue = self._queues[task_name]
+        now = self._now()
         while queue and self.running_count(task_name) < task.max_concurrent:
-            run = queue.popleft()
-            active = _Active(run=run, task=task)
-            self._active[run.id] = active
-            worker = asyncio.get_running_loop().create_task(self._execute(active))
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
+            ready = next((r for r in queue if r.not_before is None or r.not_before <= now), None)
+            if ready is None:
+                self._wake_at(task_name, min(r.not_before for r in queue if r.not_before))
+                return
+            queue.remove(ready)
+            active = _Active(run=ready, task=task)
+            self._active[ready.id] = active
+            self._spawn_worker(self._execute(active))
+
+    def _wake_at(self, task_name: str, when: datetime) -> None:
+        if (old := self._wakeups.pop(task_name, None)) is not None:
+            old.cancel()
+        delay = max((when - self._now()).total_seconds(), 0.0)
+        self._wakeups[task_name] = asyncio.get_running_loop().call_later(
+            delay, self._pump, task_name
+        )
 
     async def _execute(self, active: _Active) -> None:
         try:
             await self._run_process(active)
         except Exception:
             log.exception("run %s of %s failed in the daemon", active.run.id, active.task.name)
+            # Never leave the run active because of a bug: record it failed if we can.
+            with contextlib.suppress(Exception):
+                await services.end_run(
+                    self._repo, active.run, EndReason.FAILED, self._now(), EXIT_NOT_EXECUTED
+                )
         finally:
             self._active.pop(active.run.id, None)
             active.done.set()
             self._pump(active.task.name)
 
-    async def _run_process(self, active: _Active) -> None:
+    def _giving_up(self) -> bool:
+        return self._closing
+
+    async def _claim(self, active: _Active) -> Run | None:
         run, task = active.run, active.task
-        output = RunOutput(run.id, self._logs, self._clock)
+        claimed = await durably(
+            lambda: services.claim_run(self._repo, task, run, self._now()),
+            what=f"starting run {run.id}",
+        )
+        if claimed is not None:
+            return claimed
+        stored = await durably(lambda: self._repo.get(run.id), what=f"reading run {run.id}")
+        if stored is not None and stored.status is RunStatus.PENDING and not active.stopped:
+            # Another daemon holds the task's slots: try again shortly.
+            loop = asyncio.get_running_loop()
+            loop.call_later(RECLAIM_DELAY, self.submit, stored)
+        return None
+
+    async def _run_process(self, active: _Active) -> None:
+        task = active.task
+        running = await self._claim(active)
+        if running is None:
+            return
+        active.run = running
+        if active.stopped:
+            await self._finish(active, EndReason.STOPPED, EXIT_NOT_EXECUTED, never_started=True)
+            return
+        output = RunOutput(
+            running.id,
+            self._logs,
+            self._clock,
+            task=task,
+            on_overflow=lambda: self._overflow(active),
+        )
         spec = ProcessSpec(
             command=task.run,
             shell=task.shell,
-            env={**task.env, "RUNWARDEN_RUN_ID": run.id, "RUNWARDEN_TASK": task.name},
+            env={**task.env, "RUNWARDEN_RUN_ID": running.id, "RUNWARDEN_TASK": task.name},
             working_dir=task.working_dir,
         )
         try:
@@ -142,17 +216,15 @@ class Dispatcher:
         except ProcessStartError as exc:
             await output.system(f"runwarden: {exc}")
             await output.close()
-            await services.end_run(
-                self._repo, run, EndReason.FAILED, self._now(), EXIT_NOT_EXECUTED
-            )
+            await self._finish(active, EndReason.FAILED, EXIT_NOT_EXECUTED, never_started=True)
             return
         active.process = process
         output.open()
-        started = await services.start_run(self._repo, run, self._now(), process.pid)
-        if started is None or active.stopped:
-            # Stopped while it was being spawned: the process must not outlive the run.
-            active.stopped = True
+        if active.stopped:
             await self._terminate(active)
+        with contextlib.suppress(Exception):
+            # Only for operators and crash recovery; the run goes on without it.
+            active.run = await services.record_pid(self._repo, running, process.pid)
         timer = None
         if task.timeout is not None:
             timer = asyncio.get_running_loop().call_later(task.timeout, self._time_out, active)
@@ -160,22 +232,58 @@ class Dispatcher:
             code = await process.wait()
             if active.timed_out:
                 await output.system(f"runwarden: killed after timeout of {task.timeout:g}s")
+        except Exception:
+            log.exception("capturing output of run %s failed", running.id)
+            code = EXIT_NOT_EXECUTED
         finally:
             if timer is not None:
                 timer.cancel()
             await output.close()
-        if started is None:
-            return
         reason = end_reason_for_exit(
-            code, task.exit_codes, timed_out=active.timed_out, stopped=active.stopped
+            code,
+            task.exit_codes,
+            timed_out=active.timed_out,
+            log_overflowed=active.log_overflowed or output.overflowed,
+            stopped=active.stopped,
         )
-        await services.end_run(self._repo, started, reason, self._now(), code)
+        await self._finish(active, reason, code)
+
+    async def _finish(
+        self, active: _Active, reason: EndReason, code: int, *, never_started: bool = False
+    ) -> None:
+        run = active.run
+        finished = await durably(
+            lambda: services.finish_run(
+                self._repo,
+                active.task,
+                run,
+                reason,
+                self._now(),
+                code,
+                never_started=never_started,
+            ),
+            what=f"recording the end of run {run.id}",
+        )
+        if finished is not None and finished[1] is not None:
+            retry = finished[1]
+            log.info(
+                "run %s of %s ended %s; retry %d at %s",
+                run.id,
+                run.task_name,
+                reason,
+                retry.retry_attempt,
+                retry.not_before,
+            )
+            self.submit(retry)
 
     def _time_out(self, active: _Active) -> None:
         active.timed_out = True
-        worker = asyncio.get_running_loop().create_task(self._terminate(active))
-        self._workers.add(worker)
-        worker.add_done_callback(self._workers.discard)
+        self._spawn_worker(self._terminate(active))
+
+    def _overflow(self, active: _Active) -> None:
+        if not active.log_overflowed:
+            active.log_overflowed = True
+            self._spawn_worker(self._terminate(active))
 
     async def _terminate(self, active: _Active) -> None:
         if active.process is None:

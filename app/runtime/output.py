@@ -1,13 +1,32 @@
-"""Capture of one run's output into the log store, in bounded memory."""
+"""Capture of one run's output into the log store: bounded memory, a log budget, outages.
+
+Three things bound what one run can cost, whatever its process prints:
+
+- Memory. Lines are stored in batches of about ``FLUSH_BYTES``; ``write`` awaits the store
+  once that much is buffered, so a process printing faster than PostgreSQL stores waits on
+  its pipe. One chunk from the executor (64 KiB) adds at most one batch's worth of lines.
+- ``log_max_size`` under ``log_on_full``: ``drop_new`` keeps the head and discards the rest,
+  ``drop_old`` stores everything and trims the oldest batches, ``kill_task`` asks for the
+  process to be stopped. Sizes are UTF-8 bytes of line texts, as the store counts them.
+- Store outages. A failing store never raises into the capture and never blocks the process
+  for long: lines wait in memory up to ``HOLD_BYTES`` (the oldest are lost beyond it, with a
+  system line saying how many), writes are retried with backoff, and ``close`` gives up after
+  ``close_timeout`` seconds.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from domain.logs import LineAssembler, LogLine, LogStream
+from domain.policies import LogVerdict, log_verdict
 from domain.ports import Clock, LogStore, OutputSink
+from domain.tasks import LogOnFull, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -15,36 +34,129 @@ FLUSH_BYTES = 256 * 1024
 """Buffered output that forces a write: large batches make storage cheap."""
 FLUSH_INTERVAL = 0.1
 """Seconds a line may wait in memory, so live readers see output promptly."""
+HOLD_BYTES = 8 * 1024 * 1024
+"""The most output held per run while the store fails; beyond it the oldest is lost."""
+CLOSE_TIMEOUT = 60.0
+"""Seconds ``close`` keeps trying to store held output before counting it lost."""
+STORE_TIMEOUT = 30.0
+"""Seconds one store call may take before it counts as failed (a hung connection)."""
+RETRY_FIRST = 0.25
+RETRY_MAX = 5.0
+"""Seconds between attempts while the store fails: doubling from the first to the max."""
+
+_T = TypeVar("_T")
+
+_LINE_OVERHEAD = 64  # bytes of memory a buffered line costs beyond its text, roughly
+_DEFAULT_TASK = TaskSpec(name="", run="")
+
+
+def _text_bytes(line: LogLine) -> int:
+    # ``isascii`` is a flag lookup in CPython, so the common case needs no encoding.
+    text = line.text
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def format_size(size: int) -> str:
+    """``100.0 MB``, ``512.0 kB``, ``12 bytes``: decimal units, as the config takes them."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 class RunOutput(OutputSink):
-    """Numbers a run's lines and stores them in batches.
+    """Numbers a run's lines, applies its log budget and stores the lines in batches.
 
-    ``write`` awaits the store once the buffer is full, so a process printing faster than
-    PostgreSQL can store waits on its pipe instead of growing the daemon's memory.
+    Line numbers are dense over the stored lines: discarded output gets none. ``on_overflow``
+    is called once when ``kill_task`` output exceeds the budget; the caller stops the process.
     """
 
-    def __init__(self, run_id: str, store: LogStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        store: LogStore,
+        clock: Clock,
+        task: TaskSpec | None = None,
+        on_overflow: Callable[[], None] | None = None,
+        *,
+        close_timeout: float = CLOSE_TIMEOUT,
+        store_timeout: float = STORE_TIMEOUT,
+    ) -> None:
         self._run_id = run_id
         self._store = store
         self._clock = clock
+        self._task = task or _DEFAULT_TASK
+        self._on_overflow = on_overflow
+        self._close_timeout = close_timeout
+        self._store_timeout = store_timeout
         self._lines = LineAssembler()
-        self._pending: list[LogLine] = []
-        self._pending_bytes = 0
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
+        budget = self._task.log_max_size
+        self._trimming = self._task.log_on_full is LogOnFull.DROP_OLD
+        # Trimming drops whole batches, so under drop_old a batch is a small part of the budget.
+        # A trim goes an eighth below the budget, so it is paid once every few batches.
+        self._flush_bytes = min(FLUSH_BYTES, max(budget // 8, 1)) if self._trimming else FLUSH_BYTES
+        self._trim_to = budget - budget // 8
+        # Lines numbered but not yet stored, in order; the first ``_protected`` of them were
+        # handed to the store and may be stored already, so they are never renumbered.
+        self._pending: list[LogLine] = []
+        self._pending_text = 0
+        self._protected = 0
+        self._uncertain = False
+        # The budget: bytes of output lines accepted (drop_new, kill_task); stored batches
+        # as the store will trim them (drop_old).
+        self._accepted = 0
+        self._discarding = False
+        self._partial_streams: set[LogStream] = set()
+        self._batches: deque[int] = deque()
+        self._stored_text = 0
+        self._trim_noticed = False
+        self._overflowed = False
+        self._dropped = 0
+        # Store failures: consecutive count, when to retry, lines lost and not yet reported.
+        self._failures = 0
+        self._retry_at = 0.0
+        self._lost = 0
+        self._lost_unreported = 0
 
     @property
     def total_lines(self) -> int:
+        """Lines numbered so far: stored, waiting to be stored, or lost to an outage."""
         return self._lines.next_n
 
+    @property
+    def overflowed(self) -> bool:
+        """True once ``kill_task`` output exceeded ``log_max_size``."""
+        return self._overflowed
+
+    @property
+    def dropped_lines(self) -> int:
+        """Output lines discarded by the budget (``drop_new``, ``kill_task``); never numbered."""
+        return self._dropped + len(self._partial_streams)
+
+    @property
+    def lost_lines(self) -> int:
+        """Numbered lines never stored because the store failed."""
+        return self._lost
+
     def open(self) -> None:
-        """Start the timer that flushes idle output."""
+        """Start the timer that flushes idle output and retries a failing store."""
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def write(self, stream: LogStream, data: bytes) -> None:
-        self._add(self._lines.feed(stream, data, self._clock.now()))
-        if self._pending_bytes >= FLUSH_BYTES:
+        """Take one chunk of output; awaits the store when a batch is full (backpressure).
+
+        Never raises because of the store.
+        """
+        if self._closed:
+            return
+        if self._discarding:
+            self._discard(stream, data)
+            return
+        overflowed = self._accept(self._lines.feed(stream, data, self._clock.now()))
+        if overflowed or self._pending_bytes >= self._flush_bytes:
             await self.flush()
 
     async def system(self, text: str) -> None:
@@ -53,31 +165,224 @@ class RunOutput(OutputSink):
         await self.flush()
 
     async def close(self) -> None:
-        """Store partial lines and everything buffered; stop the timer."""
+        """Store partial lines and everything held, trying for ``close_timeout`` seconds.
+
+        What cannot be stored by then is counted in ``lost_lines`` and logged; never raises.
+        """
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        self._add(self._lines.flush(self._clock.now()))
-        await self.flush()
+        if not self._discarding:
+            self._accept(self._lines.flush(self._clock.now()))
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._close_timeout
+        async with self._lock:
+            while not await self._drain(deadline=deadline):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.sleep(min(self._retry_delay(), remaining))
+            if self._pending:
+                self._lost += len(self._pending)
+                log.warning(
+                    "run %s: gave up storing %d lines of output after %gs; they are lost",
+                    self._run_id,
+                    len(self._pending),
+                    self._close_timeout,
+                )
+                self._pending.clear()
+                self._pending_text = 0
 
     async def flush(self) -> None:
+        """Store what is buffered, unless the store is failing and no retry is due yet."""
         async with self._lock:
-            if not self._pending:
+            if self._failures and self._clock.monotonic() < self._retry_at:
                 return
-            batch, size = self._pending, self._pending_bytes
-            self._pending, self._pending_bytes = [], 0
+            await self._drain()
+
+    @property
+    def _pending_bytes(self) -> int:
+        return self._pending_text + _LINE_OVERHEAD * len(self._pending)
+
+    def _accept(self, lines: list[LogLine]) -> bool:
+        """Buffer new output lines within the budget; True if this batch overflowed it."""
+        if self._trimming or not lines:
+            self._add(lines)
+            return False
+        for i, line in enumerate(lines):
+            size = _text_bytes(line)
+            if log_verdict(self._task, self._accepted, size) is LogVerdict.KEEP:
+                self._accepted += size
+                continue
+            self._add(lines[:i])
+            self._overflow(line.n, len(lines) - i)
+            return True
+        self._add(lines)
+        return False
+
+    def _overflow(self, first_dropped_n: int, dropped: int) -> None:
+        """The budget is full: drop the rest and number the notice in the first gap."""
+        self._discarding = True
+        now = self._clock.now()
+        # Open lines are dropped too; the newline that ends one later counts it.
+        self._partial_streams.update(line.stream for line in self._lines.flush(now))
+        self._dropped += dropped
+        self._lines.next_n = first_dropped_n
+        size = format_size(self._task.log_max_size)
+        if self._task.log_on_full is LogOnFull.KILL_TASK:
+            self._overflowed = True
+            text = f"runwarden: output exceeded {size} (log_max_size); stopping the task"
+        else:
+            text = f"runwarden: output truncated at {size} (log_max_size); further output discarded"
+        self._add([self._lines.system(text, now)])
+        if self._overflowed and self._on_overflow is not None:
             try:
-                await self._store.append(self._run_id, batch)
-            except BaseException:
-                # Keep the lines in order for the next attempt rather than lose them.
-                self._pending = batch + self._pending
-                self._pending_bytes += size
-                raise
+                self._on_overflow()
+            except Exception:
+                log.exception("run %s: the overflow callback failed", self._run_id)
+
+    def _discard(self, stream: LogStream, data: bytes) -> None:
+        # Counted, not numbered. A line left open at the end of one chunk ends in a later one.
+        self._dropped += data.count(b"\n")
+        if data.endswith(b"\n"):
+            self._partial_streams.discard(stream)
+        elif data:
+            self._partial_streams.add(stream)
 
     def _add(self, lines: list[LogLine]) -> None:
+        if not lines:
+            return
         self._pending.extend(lines)
-        self._pending_bytes += sum(len(line.text) + 16 for line in lines)
+        self._pending_text += sum(map(_text_bytes, lines))
+        if self._failures and self._pending_bytes > HOLD_BYTES:
+            self._shed()
+
+    def _shed(self) -> None:
+        """The store is failing and too much is held: lose the oldest lines, renumbering.
+
+        Lines after the lost ones take their numbers, so stored numbers stay dense; lines
+        already handed to the store keep theirs. A quarter of the hold goes at once, so the
+        renumbering is paid rarely.
+        """
+        start = self._protected
+        excess = self._pending_bytes - HOLD_BYTES * 3 // 4
+        end, freed = start, 0
+        while end < len(self._pending) and excess > 0:
+            size = _text_bytes(self._pending[end])
+            freed += size
+            excess -= size + _LINE_OVERHEAD
+            end += 1
+        lost = end - start
+        if not lost:
+            return
+        self._pending[start:] = [
+            LogLine(line.n - lost, line.ts, line.stream, line.text) for line in self._pending[end:]
+        ]
+        self._pending_text -= freed
+        self._lines.next_n -= lost
+        self._lost += lost
+        self._lost_unreported += lost
+
+    async def _drain(self, deadline: float | None = None) -> bool:
+        """Store every pending line in batches, then trim; True if nothing is left pending.
+
+        Called under the lock. A failure leaves the lines pending and schedules a retry.
+        """
+        try:
+            if self._uncertain:
+                await self._forget_stored(deadline)
+            while True:
+                if self._trimming and self._stored_text > self._task.log_max_size:
+                    await self._call(self._store.trim(self._run_id, self._trim_to), deadline)
+                    self._trimmed()
+                if not self._pending:
+                    return True
+                batch, text = self._next_batch()
+                self._protected, self._uncertain = len(batch), True
+                await self._call(self._store.append(self._run_id, batch), deadline)
+                self._stored(len(batch), text)
+                self._recovered()
+        except Exception as exc:
+            self._failed(exc)
+            return False
+
+    async def _call(self, call: Awaitable[_T], deadline: float | None) -> _T:
+        """Await one store call, as failed if it takes longer than ``store_timeout``."""
+        loop = asyncio.get_running_loop()
+        limit = loop.time() + self._store_timeout
+        if deadline is not None:
+            limit = min(limit, deadline)
+        async with asyncio.timeout_at(limit):
+            return await call
+
+    async def _forget_stored(self, deadline: float | None) -> None:
+        """After a failed append, drop from the head what the store has in fact stored.
+
+        A write can fail after its transaction committed (a lost reply, a timeout); sending
+        those lines again would duplicate their numbers.
+        """
+        _, total = await self._call(self._store.stats(self._run_id), deadline)
+        known = 0
+        while known < self._protected and self._pending[known].n < total:
+            known += 1
+        self._stored(known, sum(map(_text_bytes, self._pending[:known])))
+
+    def _next_batch(self) -> tuple[list[LogLine], int]:
+        """The oldest pending lines, about ``_flush_bytes`` of them, and their text bytes."""
+        if self._pending_bytes <= 2 * self._flush_bytes:
+            return list(self._pending), self._pending_text
+        end = text = size = 0
+        while end < len(self._pending) and size < self._flush_bytes:
+            line_text = _text_bytes(self._pending[end])
+            text += line_text
+            size += line_text + _LINE_OVERHEAD
+            end += 1
+        return self._pending[:end], text
+
+    def _stored(self, count: int, text: int) -> None:
+        del self._pending[:count]
+        self._pending_text -= text
+        self._protected, self._uncertain = 0, False
+        if self._trimming and count:
+            self._batches.append(text)
+            self._stored_text += text
+
+    def _recovered(self) -> None:
+        """An append succeeded: end the outage, and say what it cost if anything."""
+        if self._failures:
+            log.info("run %s: storing output works again", self._run_id)
+            self._failures = 0
+        if self._lost_unreported:
+            lost, self._lost_unreported = self._lost_unreported, 0
+            text_line = f"runwarden: {lost} lines lost while the database was unavailable"
+            self._add([self._lines.system(text_line, self._clock.now())])
+
+    def _trimmed(self) -> None:
+        """Mirror the store's trim: whole batches go, oldest first, down to ``_trim_to``."""
+        while self._batches and self._stored_text > self._trim_to:
+            self._stored_text -= self._batches.popleft()
+        if not self._trim_noticed:
+            self._trim_noticed = True
+            size = format_size(self._task.log_max_size)
+            text = f"runwarden: output exceeded {size} (log_max_size); oldest lines discarded"
+            self._add([self._lines.system(text, self._clock.now())])
+
+    def _failed(self, exc: Exception) -> None:
+        self._failures += 1
+        self._retry_at = self._clock.monotonic() + self._retry_delay()
+        if self._failures == 1:
+            log.warning(
+                "run %s: storing output failed (%r); holding it and retrying",
+                self._run_id,
+                exc,
+            )
+
+    def _retry_delay(self) -> float:
+        if not self._failures:
+            return RETRY_FIRST
+        return min(RETRY_FIRST * 2 ** min(self._failures - 1, 16), RETRY_MAX)
 
     async def _tick(self) -> None:
         while True:
@@ -85,5 +390,5 @@ class RunOutput(OutputSink):
             try:
                 await self.flush()
             except Exception:
-                # The final flush at close retries; a live reader only sees output later.
-                log.exception("storing output of run %s failed", self._run_id)
+                # flush handles store errors itself; this is a bug, not an outage.
+                log.exception("run %s: flushing output failed", self._run_id)

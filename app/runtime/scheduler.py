@@ -7,19 +7,29 @@ import logging
 from datetime import datetime
 
 from app.runtime.dispatcher import Dispatcher
+from app.runtime.resilience import durably
 from domain import services
+from domain.errors import StoreUnavailable
+from domain.policies import Admission, select_ticks
 from domain.ports import Clock, RunRepository
 from domain.schedule import Schedule
-from domain.tasks import CatchUp, TaskSpec
+from domain.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 30.0
 """Wake at least this often, so a changed wall clock is noticed."""
+RETRY_INTERVAL = 1.0
+"""Seconds between attempts to record ticks while the database does not answer."""
 
 
 class CronScheduler:
-    """Fires every task that has a ``cron`` on its ticks, in the task's time zone."""
+    """Fires every task that has a ``cron`` on its ticks, in the task's time zone.
+
+    The latest tick handled per task is kept in the database, so ticks missed while the
+    daemon was down (or the database was) are caught up per ``catch_up``; a task seen for
+    the first time starts from now.
+    """
 
     def __init__(
         self,
@@ -36,42 +46,83 @@ class CronScheduler:
             n: Schedule.parse(t.cron or "", t.timezone) for n, t in self._tasks.items()
         }
         self._last_seen: dict[str, datetime] = {}
+        self._failing: set[str] = set()
         self.heartbeat: datetime | None = None
 
     def next_run_at(self, task_name: str, after: datetime) -> datetime | None:
         schedule = self._schedules.get(task_name)
         return schedule.next_tick(after) if schedule else None
 
-    async def run(self) -> None:
-        """Loop until cancelled."""
-        start = self._clock.now()
+    async def load_state(self) -> None:
+        """Read where each task's schedule stopped; first-seen tasks start from now."""
+        now = self._clock.now()
+        saved = await durably(self._repo.last_ticks, what="reading cron state")
         for name in self._tasks:
-            self._last_seen[name] = start
+            if name in saved:
+                self._last_seen[name] = saved[name]
+            else:
+                self._last_seen[name] = now
+                await durably(
+                    lambda n=name: self._repo.save_last_tick(n, now),  # type: ignore[misc]
+                    what=f"recording cron state of {name}",
+                )
+
+    async def run(self) -> None:
+        """Catch up, then loop until cancelled."""
+        if not self._last_seen:
+            await self.load_state()
         while True:
             now = self._clock.now()
             self.heartbeat = now
-            await self.fire_due(now)
+            recorded = await self.fire_due(now)
             upcoming = [self._schedules[n].next_tick(self._last_seen[n]) for n in self._tasks]
             wait = MAX_SLEEP
             if upcoming:
                 wait = min(wait, (min(upcoming) - self._clock.now()).total_seconds())
-            await asyncio.sleep(max(wait, 0.0))
+            # While the database is away the overdue ticks stay due: do not spin on them.
+            await asyncio.sleep(max(wait, 0.0 if recorded else RETRY_INTERVAL))
 
-    async def fire_due(self, now: datetime) -> None:
-        """Record and dispatch every tick due since the last look, per ``catch_up``."""
+    async def fire_due(self, now: datetime) -> bool:
+        """Record and dispatch the ticks due since the last look, per ``catch_up``.
+
+        Returns False if some could not be recorded (they stay due for the next look).
+        """
+        recorded = True
         for name, task in self._tasks.items():
             since = self._last_seen[name]
-            limit = task.max_catch_up_runs if task.catch_up is CatchUp.ALL else 1
-            ticks = self._schedules[name].ticks_between(since, now, limit)
-            for tick in ticks:
-                try:
-                    run = await services.record_cron_tick(self._repo, task, tick)
-                except Exception:
-                    log.exception("recording tick %s of %s failed; retrying", tick, name)
-                    break
-                if run is not None:
-                    self._dispatcher.submit(run)
-                self._last_seen[name] = tick
-            else:
-                # Nothing failed: everything up to now has been looked at.
-                self._last_seen[name] = max(since, now)
+            ticks = self._schedules[name].ticks_between(since, now, task.max_catch_up_runs + 64)
+            if not ticks:
+                continue
+            try:
+                for tick in select_ticks(task, ticks, now):
+                    await self._fire(task, tick)
+                await self._repo.save_last_tick(name, now)
+            except Exception as exc:
+                # Typically the database is away: keep `since`, so these ticks are caught
+                # up per `catch_up` once it answers again.
+                if name not in self._failing:
+                    self._failing.add(name)
+                    log.warning(
+                        "cron ticks of %s not recorded yet (%s); retrying every %gs",
+                        name,
+                        exc,
+                        RETRY_INTERVAL,
+                        exc_info=not isinstance(exc, StoreUnavailable),
+                    )
+                recorded = False
+                continue
+            if name in self._failing:
+                self._failing.discard(name)
+                log.info("cron ticks of %s recorded again", name)
+            self._last_seen[name] = now
+        return recorded
+
+    async def _fire(self, task: TaskSpec, tick: datetime) -> None:
+        admitted = await services.record_cron_tick(self._repo, task, tick)
+        if admitted is None:
+            return  # already recorded, by an earlier loop or another daemon
+        if admitted.decision is Admission.SKIP:
+            log.info("tick %s of %s skipped: %s", tick, task.name, task.on_overlap)
+            return
+        self._dispatcher.stop_soon(list(admitted.to_stop))
+        self._dispatcher.submit(admitted.run)

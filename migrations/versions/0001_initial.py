@@ -53,65 +53,64 @@ CREATE TABLE run_counts (
 )
 """
 
-# Counters change in key order within one firing, so two transactions that move runs
-# between the same pair of keys lock the counter rows in the same order and cannot deadlock.
-COUNT_FUNCTIONS = (
-    """
-CREATE FUNCTION run_counts_add(t text, s text, r text, d bigint) RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO run_counts AS c (task_name, status, end_reason, n) VALUES (t, s, r, d)
+# The counters change once per key per statement (transition tables), not once per row: a
+# bulk insert into one task would otherwise update the same counter row a million times in
+# one transaction, and each update walks the growing chain of that row's versions.
+# Keys are touched in sorted order so two transactions lock counter rows in the same order
+# and cannot deadlock.
+APPLY_DELTAS = """
+    INSERT INTO run_counts AS c (task_name, status, end_reason, n)
+    SELECT task_name, status, end_reason, sum(d)
+    FROM (%s) AS delta (task_name, status, end_reason, d)
+    GROUP BY task_name, status, end_reason
+    HAVING sum(d) <> 0
+    ORDER BY task_name, status, end_reason
     ON CONFLICT (task_name, status, end_reason) DO UPDATE SET n = c.n + excluded.n
-$$
-""",
-    """
-CREATE FUNCTION runs_count_rows() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    old_reason text;
-    new_reason text;
+"""
+NEW_ROWS = "SELECT task_name, status, coalesce(end_reason, ''), 1 FROM new_runs"
+OLD_ROWS = "SELECT task_name, status, coalesce(end_reason, ''), -1 FROM old_runs"
+COUNTER_SOURCES = {
+    "insert": ("INSERT", "NEW TABLE AS new_runs", NEW_ROWS),
+    "delete": ("DELETE", "OLD TABLE AS old_runs", OLD_ROWS),
+    "update": (
+        "UPDATE",
+        "OLD TABLE AS old_runs NEW TABLE AS new_runs",
+        f"{OLD_ROWS} UNION ALL {NEW_ROWS}",
+    ),
+}
+
+
+def _counter_statements() -> list[str]:
+    statements = []
+    for name, (event, referencing, source) in COUNTER_SOURCES.items():
+        statements.append(
+            f"""
+CREATE FUNCTION runs_count_{name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM run_counts_add(NEW.task_name, NEW.status, coalesce(NEW.end_reason, ''), 1);
-    ELSIF TG_OP = 'DELETE' THEN
-        PERFORM run_counts_add(OLD.task_name, OLD.status, coalesce(OLD.end_reason, ''), -1);
-    ELSE
-        old_reason := coalesce(OLD.end_reason, '');
-        new_reason := coalesce(NEW.end_reason, '');
-        IF (OLD.task_name, OLD.status, old_reason) = (NEW.task_name, NEW.status, new_reason) THEN
-            RETURN NULL;
-        END IF;
-        IF (OLD.task_name, OLD.status, old_reason) < (NEW.task_name, NEW.status, new_reason) THEN
-            PERFORM run_counts_add(OLD.task_name, OLD.status, old_reason, -1);
-            PERFORM run_counts_add(NEW.task_name, NEW.status, new_reason, 1);
-        ELSE
-            PERFORM run_counts_add(NEW.task_name, NEW.status, new_reason, 1);
-            PERFORM run_counts_add(OLD.task_name, OLD.status, old_reason, -1);
-        END IF;
-    END IF;
+{APPLY_DELTAS % source};
     RETURN NULL;
 END
-$$
-""",
-    """
-CREATE FUNCTION runs_count_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
+$$"""
+        )
+        statements.append(
+            f"CREATE TRIGGER runs_count_{name} AFTER {event} ON runs "
+            f"REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION runs_count_{name}()"
+        )
+    statements.append(
+        """
+CREATE FUNCTION runs_count_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM run_counts;
     RETURN NULL;
 END
-$$
-""",
-    """
-CREATE TRIGGER runs_count_rows
-    AFTER INSERT OR DELETE OR UPDATE OF task_name, status, end_reason ON runs
-    FOR EACH ROW EXECUTE FUNCTION runs_count_rows()
-""",
-    """
-CREATE TRIGGER runs_count_truncate
-    AFTER TRUNCATE ON runs
-    FOR EACH STATEMENT EXECUTE FUNCTION runs_count_truncate()
-""",
-)
+$$"""
+    )
+    statements.append(
+        "CREATE TRIGGER runs_count_truncate AFTER TRUNCATE ON runs "
+        "FOR EACH STATEMENT EXECUTE FUNCTION runs_count_truncate()"
+    )
+    return statements
+
 
 RUN_LOGS = """
 CREATE TABLE run_logs (
@@ -153,7 +152,7 @@ def upgrade() -> None:
         "WHERE triggered_by = 'cron' AND retry_attempt = 0"
     )
     op.execute(RUN_COUNTS)
-    for statement in COUNT_FUNCTIONS:
+    for statement in _counter_statements():
         op.execute(statement)
     op.execute(RUN_LOGS)
     op.execute(RUN_LOG_META)
@@ -165,6 +164,5 @@ def downgrade() -> None:
     op.execute("DROP TABLE IF EXISTS run_logs")
     op.execute("DROP TABLE IF EXISTS runs")
     op.execute("DROP TABLE IF EXISTS run_counts")
-    op.execute("DROP FUNCTION IF EXISTS runs_count_rows()")
-    op.execute("DROP FUNCTION IF EXISTS runs_count_truncate()")
-    op.execute("DROP FUNCTION IF EXISTS run_counts_add(text, text, text, bigint)")
+    for name in (*COUNTER_SOURCES, "truncate"):
+        op.execute(f"DROP FUNCTION IF EXISTS runs_count_{name}()")

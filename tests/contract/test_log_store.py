@@ -80,3 +80,50 @@ async def test_a_log_never_written_reads_empty(logs: LogSubject) -> None:
     run_id = await logs.new_run()
     assert await logs.store.read(run_id, 0, 1000) == []
     await logs.store.delete(run_id)
+
+
+def sized(start: int, count: int, text: str) -> list[LogLine]:
+    """``count`` lines numbered from ``start``, each with ``text``."""
+    return [LogLine(n, T0, LogStream.STDOUT, text) for n in range(start, start + count)]
+
+
+async def test_trim_drops_whole_oldest_batches_until_the_text_fits(logs: LogSubject) -> None:
+    run_id = await logs.new_run()
+    for start in range(0, 12, 3):
+        await logs.store.append(run_id, sized(start, 3, "a" * 10))  # 30 bytes a batch
+    await logs.store.trim(run_id, 70)
+    assert await logs.store.stats(run_id) == (6, 12)
+    assert [line.n for line in await logs.store.read(run_id, 0, 100)] == list(range(6, 12))
+    assert [line.n for line in await logs.store.read(run_id, 7, 2)] == [7, 8]
+    await logs.store.trim(run_id, 60)
+    assert await logs.store.stats(run_id) == (6, 12)
+
+
+async def test_trim_counts_utf8_bytes_not_characters(logs: LogSubject) -> None:
+    run_id = await logs.new_run()
+    await logs.store.append(run_id, sized(0, 1, "日本"))  # 2 characters, 6 bytes
+    await logs.store.append(run_id, sized(1, 1, "héllo"))  # 5 characters, 6 bytes
+    await logs.store.trim(run_id, 11)
+    assert await logs.store.read(run_id, 0, 10) == sized(1, 1, "héllo")
+    assert await logs.store.stats(run_id) == (1, 2)
+
+
+async def test_a_log_trimmed_to_nothing_continues_where_it_stopped(logs: LogSubject) -> None:
+    run_id = await logs.new_run()
+    await logs.store.append(run_id, sized(0, 4, "xyz"))
+    await logs.store.append(run_id, sized(4, 2, "uv"))
+    await logs.store.trim(run_id, 0)
+    assert await logs.store.read(run_id, 0, 10) == []
+    assert await logs.store.stats(run_id) == (6, 6)
+    await logs.store.append(run_id, sized(6, 2, "again"))
+    assert await logs.store.stats(run_id) == (6, 8)
+    assert await logs.store.read(run_id, 0, 10) == sized(6, 2, "again")
+    # The bytes of the dropped batches no longer count against the budget.
+    await logs.store.trim(run_id, 10)
+    assert await logs.store.stats(run_id) == (6, 8)
+
+
+async def test_trimming_a_log_never_written_changes_nothing(logs: LogSubject) -> None:
+    run_id = await logs.new_run()
+    await logs.store.trim(run_id, 0)
+    assert await logs.store.stats(run_id) == (0, 0)

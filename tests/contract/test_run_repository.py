@@ -86,6 +86,7 @@ async def test_a_run_reads_back_with_every_field(repo: RunRepository) -> None:
         retry_of_run_id=new_id(),
         external_execution_id="exec-42",
         pid=65535,
+        not_before=T0 + timedelta(seconds=5, microseconds=7),
     )
     await repo.add(run)
     got = await repo.get(run.id)

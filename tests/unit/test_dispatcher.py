@@ -74,10 +74,10 @@ class World:
         self.dispatcher = Dispatcher(self.repo, self.logs, self.executor, self.clock, self.tasks)
 
     async def trigger(self, name: str) -> Run:
-        run = await services.trigger_run(self.repo, self.clock, self.tasks[name])
-        self.dispatcher.submit(run)
+        admitted, _ = await services.trigger_run(self.repo, self.clock, self.tasks[name])
+        self.dispatcher.submit(admitted.run)
         await settle()
-        return run
+        return admitted.run
 
     async def status(self, run: Run) -> RunStatus:
         stored = await self.repo.get(run.id)

@@ -1,0 +1,46 @@
+"""Row and advisory locks that serialize decisions about one task's runs.
+
+Admission, claiming and pruning of a task take a transaction-scoped advisory lock keyed by
+the task's name, so each decides on a load no concurrent transaction can change under it.
+The two-key form lives in a different lock space from the single-key migration lock, and a
+hash collision between two task names only makes them wait for each other.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+TASK_LOCK_SPACE = 0x72770001
+"""First key of every per-task advisory lock ("rw" and a version): fits in an int4."""
+
+_LOCK_TASK = sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:task))")
+# An upsert that changes nothing but locks the counter row, creating it (at 0) if need be.
+_LOCK_COUNTER = sa.text(
+    "INSERT INTO run_counts AS c (task_name, status, end_reason, n) "
+    "VALUES (:task, :status, :reason, 0) "
+    "ON CONFLICT (task_name, status, end_reason) DO UPDATE SET n = c.n"
+)
+
+CounterKey = tuple[str, str, str]
+"""(task_name, status, end_reason or '') of a ``run_counts`` row."""
+
+
+async def lock_task(conn: AsyncConnection, task_name: str) -> None:
+    """Hold the task's lock until ``conn``'s transaction ends."""
+    await conn.execute(_LOCK_TASK, {"space": TASK_LOCK_SPACE, "task": task_name})
+
+
+async def lock_counters(conn: AsyncConnection, keys: list[CounterKey]) -> None:
+    """Lock the ``run_counts`` rows a multi-statement transaction will move, in key order.
+
+    The counting trigger locks the rows of one statement in key order, but two statements
+    of one transaction (end a run, then insert its retry) would take theirs out of order
+    and could deadlock with a run of the same task starting meanwhile. Touching each row
+    first, sorted as the trigger sorts, takes every lock up front in the same order.
+    """
+    # Task names compare by code point (COLLATE "C"); statuses and end reasons are
+    # lower-case words that differ before any "_", so every collation orders them as
+    # Python does.
+    for task, status, reason in sorted(set(keys)):
+        await conn.execute(_LOCK_COUNTER, {"task": task, "status": status, "reason": reason})

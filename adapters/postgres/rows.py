@@ -1,0 +1,57 @@
+"""The mapping between :class:`Run` values and rows of ``runs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from domain.run import EndReason, Run, RunStatus, TriggeredBy
+
+
+def to_row(run: Run) -> dict[str, Any]:
+    """The column values that store ``run``."""
+    return {
+        "id": run.id,
+        "task_name": run.task_name,
+        "status": run.status.value,
+        "end_reason": run.end_reason.value if run.end_reason is not None else None,
+        "exit_code": run.exit_code,
+        "start_at": run.start_at,
+        "end_at": run.end_at,
+        "created_at": run.created_at,
+        "triggered_by": run.triggered_by.value,
+        "replica_index": run.replica_index,
+        "retry_attempt": run.retry_attempt,
+        "retry_of_run_id": run.retry_of_run_id,
+        "external_execution_id": run.external_execution_id,
+        "pid": run.pid,
+        "not_before": run.not_before,
+    }
+
+
+def from_row(row: RowMapping) -> Run:
+    """The run a row of ``RUN_COLUMNS`` stores."""
+    reason = row["end_reason"]
+    return Run(
+        id=row["id"],
+        task_name=row["task_name"],
+        created_at=row["created_at"],
+        triggered_by=TriggeredBy(row["triggered_by"]),
+        status=RunStatus(row["status"]),
+        end_reason=EndReason(reason) if reason is not None else None,
+        exit_code=row["exit_code"],
+        start_at=row["start_at"],
+        end_at=row["end_at"],
+        replica_index=row["replica_index"],
+        retry_attempt=row["retry_attempt"],
+        retry_of_run_id=row["retry_of_run_id"],
+        external_execution_id=row["external_execution_id"],
+        pid=row["pid"],
+        not_before=row["not_before"],
+    )
+
+
+def has_nul(value: str | None) -> bool:
+    """Whether ``value`` holds NUL: PostgreSQL text cannot, so no stored id or name does."""
+    return value is not None and "\x00" in value
