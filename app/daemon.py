@@ -54,7 +54,9 @@ class Daemon:
 
     async def start(self) -> None:
         """Settle what a previous daemon left, resume pending runs, start the loops."""
-        pending = await services.reconcile_on_start(self.repo, self.clock, self.tasks)
+        pending = await services.reconcile_on_start(
+            self.repo, self.clock, self.tasks, self.executor
+        )
         for run in pending:
             self.dispatcher.submit(run)
         if pending:

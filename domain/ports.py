@@ -7,7 +7,7 @@ the in-memory fakes and the Postgres adapters alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -178,5 +178,12 @@ class Executor(Protocol):
         """Start ``spec`` and feed its output to ``sink``.
 
         Raises :class:`ProcessStartError` if the shell or working directory is unusable.
+        """
+        ...
+
+    async def reap_orphans(self, run_ids: Collection[str]) -> int:
+        """Kill processes a dead daemon left running for these runs; return how many.
+
+        Only processes that provably belong to one of the runs are touched.
         """
         ...

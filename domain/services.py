@@ -15,7 +15,7 @@ from ulid import ULID
 from domain import policies
 from domain.errors import NotTriggerable, RunNotActive, RunNotFound, TaskNotFound, TriggerForbidden
 from domain.listing import RunPage, RunQuery
-from domain.ports import Admitted, Clock, RunRepository
+from domain.ports import Admitted, Clock, Executor, RunRepository
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import TaskSpec
 
@@ -141,7 +141,10 @@ async def list_runs(repo: RunRepository, query: RunQuery) -> RunPage:
 
 
 async def reconcile_on_start(
-    repo: RunRepository, clock: Clock, tasks: Mapping[str, TaskSpec]
+    repo: RunRepository,
+    clock: Clock,
+    tasks: Mapping[str, TaskSpec],
+    executor: Executor | None = None,
 ) -> list[Run]:
     """Settle what a previous daemon left active.
 

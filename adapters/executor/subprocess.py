@@ -24,7 +24,7 @@ import contextlib
 import os
 import signal
 from asyncio.subprocess import DEVNULL, PIPE, SubprocessStreamProtocol
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import psutil
 
@@ -36,6 +36,10 @@ CHUNK_SIZE = 64 * 1024
 
 _POLL_INTERVAL = 0.05  # how often terminate looks whether stray descendants are gone
 _KILL_WAIT = 5.0  # the most terminate waits for SIGKILLed descendants to vanish
+
+
+RUN_ID_VARIABLE = "RUNWARDEN_RUN_ID"
+"""Set in every run's environment; it marks the processes of a run, children included."""
 
 
 class _Protocol(SubprocessStreamProtocol):
@@ -99,6 +103,27 @@ class SubprocessExecutor(Executor):
         return SubprocessRunningProcess(
             transport, protocol, sink, self._drain_timeout, self._drain_limit
         )
+
+    async def reap_orphans(self, run_ids: Collection[str]) -> int:
+        """SIGKILL processes left by a dead daemon: those whose environment names one of
+        ``run_ids`` in ``RUNWARDEN_RUN_ID``. Matching on the run id, not a stored pid, means a
+        recycled pid can never make us kill a stranger."""
+        wanted = set(run_ids)
+        if not wanted:
+            return 0
+        return await asyncio.to_thread(_kill_processes_of, wanted)
+
+
+def _kill_processes_of(run_ids: set[str]) -> int:
+    killed = 0
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(RUN_ID_VARIABLE) in run_ids:
+                proc.kill()
+                killed += 1
+        except (psutil.Error, OSError):
+            continue  # gone, a zombie, or not ours to read
+    return killed
 
 
 def _start_error_message(spec: ProcessSpec, exc: OSError) -> str:

@@ -285,6 +285,8 @@ def test_a_run_left_running_by_a_killed_daemon_is_found_crashed_at_restart(
             with restarted.client() as client:
                 run = client.get(f"/api/runs/{run_id}").json()
             assert (run["status"], run["end_reason"], run["exit_code"]) == ("ended", "crashed", -2)
+            # The dead daemon's process was found by its run id and killed.
+            wait_for(lambda: not _group_alive(pgid), timeout=10)
         finally:
             restarted.terminate()
     finally:

@@ -64,6 +64,12 @@ env = { MARKER = "{marker}" }
 retry_attempts = 3
 retry_delay = "100ms"
 
+[tasks.chatty]
+run = "yes 'a line of output that never ends'"
+log_max_size = "100kb"
+log_on_full = "kill_task"
+graceful_stop = "1s"
+
 [tasks.no-retry-on-stop]
 run = "sleep 30"
 retry_attempts = 3
@@ -234,6 +240,50 @@ def test_a_stopped_run_is_not_retried(client: httpx.Client) -> None:
     client.post(f"/api/tasks/no-retry-on-stop/runs/{run_id}/stop")
     time.sleep(0.5)
     assert [r["id"] for r in runs_of(client, "no-retry-on-stop")] == [run_id]
+
+
+def test_output_beyond_the_budget_under_kill_task_ends_the_run_log_overflow(
+    client: httpx.Client,
+) -> None:
+    run_id = client.post("/api/tasks/chatty/run").json()["id"]
+    run = wait_for(
+        lambda: (r := client.get(f"/api/runs/{run_id}").json())["status"] == "ended" and r
+    )
+    assert (run["end_reason"], run["exit_code"]) == ("log_overflow", -1)
+
+
+RETRY_LATER = """
+[tasks.retry-later]
+run = "exit 2"
+retry_attempts = 1
+retry_delay = "4s"
+"""
+
+
+def test_a_pending_retry_survives_a_daemon_restart(database_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "runwarden.toml"
+    config.write_text(RETRY_LATER)
+    first = start_daemon(config, database_url, tmp_path)
+    with first.client() as client:
+        original = client.post("/api/tasks/retry-later/run").json()["id"]
+        pending = wait_for(lambda: runs_of(client, "retry-later", status="pending"))
+    assert first.terminate() == 0
+    second = start_daemon(config, database_url, tmp_path)
+    try:
+        with second.client() as client:
+            retry_id = pending[0]["id"]
+            retry = wait_for(
+                lambda: (
+                    (r := client.get(f"/api/runs/{retry_id}").json())["status"] == "ended" and r
+                ),
+                timeout=30,
+            )
+            failed = client.get(f"/api/runs/{original}").json()
+    finally:
+        second.terminate()
+    assert (retry["retry_attempt"], retry["retry_of_run_id"]) == (1, original)
+    assert retry["end_reason"] == "failed"
+    assert ts(retry["start_at"]) - ts(failed["end_at"]) >= timedelta(seconds=4)
 
 
 # --- catch-up across a restart ------------------------------------------------------------

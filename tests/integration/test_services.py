@@ -101,7 +101,12 @@ async def test_killed_instances_are_replaced_in_their_slots_and_stop_ends_them_a
 
     def replaced() -> bool:
         now = supervisor.instances("sleepers")
-        return len(now) == 3 and {r.id for r in now}.isdisjoint(r.id for r in first)
+        # New runs are recorded pending first: wait until each has its process.
+        return (
+            len(now) == 3
+            and {r.id for r in now}.isdisjoint(r.id for r in first)
+            and all(r.status is RunStatus.RUNNING for r in now)
+        )
 
     await wait_until(replaced)
     second = supervisor.instances("sleepers")
