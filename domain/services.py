@@ -151,11 +151,16 @@ async def reconcile_on_start(
     Runs left ``running`` end ``crashed`` (exit -2): their daemon died with them. Runs left
     ``pending`` of tasks no longer configured (or of services, whose instances are started
     afresh) end ``skipped``. Crashed runs are retried when their task allows. Returns the
-    pending runs to resume, retries included, oldest first.
+    pending runs to resume, retries included, oldest first. Processes the dead daemon
+    left behind for crashed runs are killed first, so a retry never runs beside its orphan.
     """
     now = clock.now()
     pending: list[Run] = []
-    for run in await repo.active():
+    active = await repo.active()
+    crashed = [r.id for r in active if r.status is RunStatus.RUNNING]
+    if executor is not None and crashed:
+        await executor.reap_orphans(crashed)
+    for run in active:
         task = tasks.get(run.task_name)
         if run.status is RunStatus.RUNNING:
             finished = await finish_run(repo, task, run, EndReason.CRASHED, now)
