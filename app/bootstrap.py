@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,9 +21,7 @@ from adapters.postgres.embedded import EmbeddedPostgres
 from adapters.postgres.logs import PostgresLogStore
 from adapters.postgres.runs import PostgresRunRepository
 from app.config import Config
-from app.controllers.runs import RunController
-from app.controllers.system import health, json_schema, openapi_document, ready
-from app.controllers.tasks import TaskController
+from app.controllers import ROUTE_HANDLERS
 from app.daemon import Daemon
 from app.errors import EXCEPTION_HANDLERS
 from app.openapi import openapi_config
@@ -71,45 +70,40 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with database(settings.database_url, settings.data_dir) as url:
+        # Parts are stopped in the reverse order they were started in.
+        async with contextlib.AsyncExitStack() as parts:
+            url = await parts.enter_async_context(
+                database(settings.database_url, settings.data_dir)
+            )
             await migrate_async(url)
             engine = create_engine(url)
-            try:
-                daemon = Daemon(
-                    config=settings.config,
-                    repo=PostgresRunRepository(engine),
-                    logs=PostgresLogStore(engine),
-                    executor=SubprocessExecutor(),
-                    clock=SystemClock(),
-                    database_ready=lambda: ping(engine),
-                )
-                await daemon.start()
-                app.state.daemon = daemon
-                log.info(
-                    "runwarden %s serving %d tasks from %s",
-                    package_version(),
-                    len(settings.config.tasks),
-                    settings.config.path,
-                )
-                try:
-                    yield
-                finally:
-                    await daemon.stop()
-            finally:
-                await engine.dispose()
+            parts.push_async_callback(engine.dispose)
+            daemon = Daemon(
+                config=settings.config,
+                repo=PostgresRunRepository(engine),
+                logs=PostgresLogStore(engine),
+                executor=SubprocessExecutor(),
+                clock=SystemClock(),
+                database_ready=lambda: ping(engine),
+            )
+            await daemon.start()
+            parts.push_async_callback(daemon.stop)
+            app.state.daemon = daemon
+            app.state.engine = engine
+            app.state.database_url = url
+            log.info(
+                "runwarden %s serving %d tasks from %s",
+                package_version(),
+                len(settings.config.tasks),
+                settings.config.path,
+            )
+            yield
 
     def provide_daemon() -> Daemon:
         return app.state.daemon  # type: ignore[no-any-return]
 
     app = Litestar(
-        route_handlers=[
-            RunController,
-            TaskController,
-            health,
-            ready,
-            json_schema,
-            openapi_document,
-        ],
+        route_handlers=ROUTE_HANDLERS,
         dependencies={"daemon": Provide(provide_daemon, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -1,0 +1,18 @@
+"""HTTP controllers, one module per resource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.controllers.runs import RunController
+from app.controllers.system import health, json_schema, openapi_document, ready
+from app.controllers.tasks import TaskController
+
+ROUTE_HANDLERS: list[Any] = [
+    RunController,
+    TaskController,
+    health,
+    ready,
+    json_schema,
+    openapi_document,
+]
