@@ -50,16 +50,38 @@ class LineAssembler:
     def feed(self, stream: LogStream, data: bytes, ts: datetime) -> list[LogLine]:
         """Lines completed by ``data``; a trailing partial line is kept for later."""
         buf = self._partial.setdefault(stream, bytearray())
-        buf += data
+        last_nl = data.rfind(b"\n")
+        if last_nl == -1:
+            buf += data
+            return self._split_long_partial(stream, buf, ts)
+        if buf:
+            complete = bytes(buf) + data[:last_nl]
+            buf.clear()
+        else:
+            complete = data[:last_nl]
+        buf += data[last_nl + 1 :]
+        # One decode for the whole batch: a newline byte never sits inside a multi-byte
+        # character, so splitting the text is the same as splitting the bytes.
+        text = _decode(complete)
         lines: list[LogLine] = []
-        start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl == -1:
-                break
-            self._emit(lines, stream, bytes(buf[start:nl]).removesuffix(b"\r"), ts)
-            start = nl + 1
-        del buf[:start]
+        n = self.next_n
+        short = self.max_line_bytes // 4  # four bytes per character at most
+        for piece in text.split("\n"):
+            if piece.endswith("\r"):
+                piece = piece[:-1]
+            if len(piece) <= short or len(piece.encode()) <= self.max_line_bytes:
+                lines.append(LogLine(n, ts, stream, piece))
+                n += 1
+            else:
+                self.next_n = n
+                self._emit(lines, stream, piece.encode(), ts)
+                n = self.next_n
+        self.next_n = n
+        lines += self._split_long_partial(stream, buf, ts)
+        return lines
+
+    def _split_long_partial(self, stream: LogStream, buf: bytearray, ts: datetime) -> list[LogLine]:
+        lines: list[LogLine] = []
         while len(buf) >= self.max_line_bytes:
             self._emit(lines, stream, bytes(buf[: self.max_line_bytes]), ts)
             del buf[: self.max_line_bytes]
