@@ -24,6 +24,10 @@ migrate: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+# Seeds (once) 2,000,000 runs into runwarden_bench, then every benchmark; see BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import bisect
 import builtins
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +19,7 @@ from domain import policies
 from domain.listing import RunPage, RunQuery, apply_query
 from domain.logs import LogLine
 from domain.policies import Admission, TaskLoad
-from domain.ports import Admitted, Clock, LogStore, RunRepository
+from domain.ports import Admitted, Clock, LogStore, RunCount, RunRepository
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import TaskSpec
 
@@ -257,6 +258,16 @@ class InMemoryRunRepository(RunRepository):
             return False
         self._forget(run_id)
         return True
+
+    async def counts(self) -> builtins.list[RunCount]:
+        """Stored runs per (task, status, end reason), counted here and now."""
+        tally = Counter((r.task_name, r.status, r.end_reason) for r in self.runs.values())
+        return [RunCount(task, status, reason, n) for (task, status, reason), n in tally.items()]
+
+    async def last_ended(self, reasons: Collection[EndReason]) -> Run | None:
+        """The ended run with one of ``reasons`` that ended last (ties: greatest id)."""
+        ended = [r for r in self.runs.values() if r.end_reason in reasons and r.end_at is not None]
+        return max(ended, key=lambda r: (r.end_at, r.id), default=None)
 
     async def list(self, query: RunQuery) -> RunPage:
         """Filter, order and window with the reference implementation."""

@@ -7,24 +7,28 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.di import Provide
 
 from adapters.clock import SystemClock
 from adapters.executor import SubprocessExecutor
 from adapters.postgres.database import create_engine, migrate_async, ping
 from adapters.postgres.embedded import EmbeddedPostgres
+from adapters.postgres.events import PostgresRunEvents
 from adapters.postgres.logs import PostgresLogStore
 from adapters.postgres.runs import PostgresRunRepository
 from app.config import Config
 from app.controllers import ROUTE_HANDLERS
 from app.daemon import Daemon
 from app.errors import EXCEPTION_HANDLERS
-from app.openapi import openapi_config
+from app.metrics import Metrics
+from app.openapi import finalize_openapi, openapi_config
+from app.security import SecurityMiddleware, SecurityOptions
 
 log = logging.getLogger("runwarden")
 
@@ -40,6 +44,8 @@ class Settings:
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 9477
+    security: SecurityOptions = field(default_factory=SecurityOptions)
+    """Auth, proxies, root path; the default refuses every protected request."""
 
 
 def package_version() -> str:
@@ -78,6 +84,11 @@ def create_app(settings: Settings) -> Litestar:
             await migrate_async(url)
             engine = create_engine(url)
             parts.push_async_callback(engine.dispose)
+            # One LISTEN connection: run events of every daemon sharing the database.
+            run_events = PostgresRunEvents(url)
+            await run_events.start()
+            parts.push_async_callback(run_events.stop)
+            app.state.run_events = run_events
             daemon = Daemon(
                 config=settings.config,
                 repo=PostgresRunRepository(engine),
@@ -85,6 +96,8 @@ def create_app(settings: Settings) -> Litestar:
                 executor=SubprocessExecutor(),
                 clock=SystemClock(),
                 database_ready=lambda: ping(engine),
+                version=package_version(),
+                on_run_end=metrics.observe_run,
             )
             await daemon.start()
             parts.push_async_callback(daemon.stop)
@@ -102,13 +115,30 @@ def create_app(settings: Settings) -> Litestar:
     def provide_daemon() -> Daemon:
         return app.state.daemon  # type: ignore[no-any-return]
 
+    metrics = Metrics(package_version())
+
+    def provide_run_events() -> PostgresRunEvents:
+        return app.state.run_events  # type: ignore[no-any-return]
+
     app = Litestar(
         route_handlers=ROUTE_HANDLERS,
-        dependencies={"daemon": Provide(provide_daemon, sync_to_thread=False)},
+        dependencies={
+            "daemon": Provide(provide_daemon, sync_to_thread=False),
+            "run_events": Provide(provide_run_events, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        openapi_config=openapi_config(package_version()),
+        on_startup=[finalize_openapi],
+        openapi_config=openapi_config(package_version(), settings.security.root_path),
         request_max_body_size=MAX_BODY_BYTES,
+        middleware=[metrics.middleware()],
+        state=State({"metrics": metrics}),
         debug=False,
+        # Logging is set up once by app.cli (format with request ids); Litestar would
+        # replace the root logger's handlers with its own.
+        logging_config=None,
     )
+    # Around the router, not per route (Litestar's middleware=): 404s, 405s and unknown
+    # /api paths get the same headers and the same 401.
+    app.asgi_handler = SecurityMiddleware(app.asgi_handler, settings.security)
     return app

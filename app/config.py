@@ -101,7 +101,8 @@ TaskTable = _struct("TaskTable", TASK_KEYS)
 ServiceTable = _struct("ServiceTable", SERVICE_KEYS)
 DefaultsTable = _struct("DefaultsTable", DEFAULT_KEYS)
 SchedulerTable = _struct("SchedulerTable", {"timezone": str})
-ApiTable = _struct("ApiTable", {"tokens": list[_Text]})
+ApiTable = _struct("ApiTable", {"tokens": list[_Text], "metrics_public": bool})
+_HASHED_TOKEN = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 
 # Why a key that is valid in the other kind of table is refused in this one.
 _MISPLACED: dict[str, str] = {
@@ -154,6 +155,9 @@ class Config:
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
     """Tasks and services by name, in file order; ``TaskSpec.kind`` tells them apart."""
     api_tokens: tuple[str, ...] = ()
+    """``[api] tokens``: SHA-256 hashes as ``runwarden hash-token`` prints them."""
+    metrics_public: bool = False
+    """``[api] metrics_public``: serve ``/metrics`` without a token."""
 
 
 class _Invalid(ValueError):
@@ -252,7 +256,13 @@ class _Loader:
                     tasks[name] = spec
         if self.problems:
             raise ConfigError(self.problems)
-        return Config(Path(self.source), zone, tasks, tuple(api.get("tokens", ())))
+        return Config(
+            Path(self.source),
+            zone,
+            tasks,
+            tuple(api.get("tokens", ())),
+            api.get("metrics_public", False),
+        )
 
     def task(
         self,
@@ -367,6 +377,16 @@ class _Loader:
             return {name: str(item) for name, item in value.items()}
         if key == "exit_codes":
             return frozenset(value)
+        if key == "tokens":
+            # The file may be readable by more people than the API should be: hashes only.
+            for number, token in enumerate(value, 1):
+                if not _HASHED_TOKEN.match(token):
+                    raise _Invalid(
+                        f"entry {number} is not a hashed token",
+                        'store "sha256:<hex>" lines made by `runwarden hash-token`, '
+                        "or pass plain tokens in RUNWARDEN_API_TOKENS",
+                    )
+            return tuple(token.lower() for token in value)
         if key == "working_dir":
             try:
                 return str(self.base_dir / Path(value).expanduser())

@@ -15,14 +15,17 @@ from app.runtime.retention import retention_loop
 from app.runtime.scheduler import CronScheduler
 from app.runtime.supervisor import ServiceSupervisor
 from domain import services
-from domain.errors import NotAService, ServiceInstance, TriggerSkipped
+from domain.errors import NotAService, ServiceInstance, StoreUnavailable, TriggerSkipped
 from domain.listing import RunPage, RunQuery
 from domain.policies import Admission
 from domain.ports import Clock, Executor, LogStore, RunRepository
-from domain.run import Run
+from domain.run import Run, RunStatus
 from domain.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
+
+WAIT_POLL_INTERVAL = 0.15
+"""Seconds between reads of a run that a trigger with ``wait=true`` waits on."""
 
 
 @dataclass
@@ -35,6 +38,11 @@ class Daemon:
     executor: Executor
     clock: Clock
     database_ready: Callable[[], Awaitable[bool]]
+    version: str = "0.0.0"
+    on_run_end: Callable[[Run], None] | None = None
+    """Told of every run end the dispatcher records (metrics); must not block."""
+    started_at: datetime | None = field(default=None, init=False)
+    _started_monotonic: float = field(default=0.0, init=False)
     dispatcher: Dispatcher = field(init=False)
     supervisor: ServiceSupervisor = field(init=False)
     scheduler: CronScheduler = field(init=False)
@@ -42,7 +50,9 @@ class Daemon:
     _retention: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.dispatcher = Dispatcher(self.repo, self.logs, self.executor, self.clock, self.tasks)
+        self.dispatcher = Dispatcher(
+            self.repo, self.logs, self.executor, self.clock, self.tasks, on_end=self.on_run_end
+        )
         self.scheduler = CronScheduler(self.repo, self.dispatcher, self.clock, self.tasks)
         self.supervisor = ServiceSupervisor(
             self.repo, self.logs, self.executor, self.clock, self.tasks
@@ -54,6 +64,8 @@ class Daemon:
 
     async def start(self) -> None:
         """Settle what a previous daemon left, resume pending runs, start the loops."""
+        self.started_at = self.clock.now()
+        self._started_monotonic = self.clock.monotonic()
         pending = await services.reconcile_on_start(
             self.repo, self.clock, self.tasks, self.executor
         )
@@ -80,6 +92,11 @@ class Daemon:
     @property
     def scheduler_alive(self) -> bool:
         return self._cron_loop is not None and not self._cron_loop.done()
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since ``start``."""
+        return max(self.clock.monotonic() - self._started_monotonic, 0.0)
 
     def next_run_at(self, task_name: str) -> datetime | None:
         return self.scheduler.next_run_at(task_name, self.clock.now())
@@ -130,6 +147,32 @@ class Daemon:
         """Stop every instance of a service; it stays stopped until restarted."""
         self.service(name)
         await self.supervisor.stop_service(name)
+
+    async def wait_for_end(self, run: Run, seconds: float) -> Run:
+        """Poll the store until ``run`` has ended or ``seconds`` passed; the run as last
+        read. Polling, not the dispatcher's events: another daemon sharing the
+        database may be the one running it."""
+        deadline = self.clock.monotonic() + seconds
+        while run.status is not RunStatus.ENDED:
+            left = deadline - self.clock.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(WAIT_POLL_INTERVAL, left))
+            try:
+                found = await self.repo.get(run.id)
+            except StoreUnavailable:
+                continue  # the run goes on meanwhile; answer with what is known at the end
+            if found is None:
+                break  # deleted meanwhile (retention, or a client)
+            run = found
+        return run
+
+    async def delete_run(self, task_name: str, run_id: str) -> Run:
+        """Remove an ended run and its log; 409 (``RunStillActive``) while it is active."""
+        return await services.delete_run(self.repo, self.logs, run_id, task_name)
+
+    async def summarize_runs(self) -> services.RunSummary:
+        return await services.summarize_runs(self.repo)
 
     async def get_run(self, run_id: str, task_name: str | None = None) -> Run:
         return await services.get_run(self.repo, run_id, task_name)

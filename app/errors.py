@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from msgspec import UNSET
 
 from app.schemas import ErrorDetail, ErrorModel
+from app.security import REQUEST_ID
 from app.urls import schema_url
 from domain.errors import (
     DomainError,
@@ -21,6 +22,7 @@ from domain.errors import (
     NotTriggerable,
     RunNotActive,
     RunNotFound,
+    RunStillActive,
     ServiceInstance,
     StoreUnavailable,
     TaskNotFound,
@@ -33,13 +35,14 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 # Python parameter names whose wire names differ (path templates use camelCase).
-_WIRE_NAMES = {"task_name_path": "taskName", "run_id": "runId"}
+_WIRE_NAMES = {"task_name_path": "taskName", "run_id": "runId", "data": ""}
 
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
     TaskNotFound: 404,
     RunNotFound: 404,
     TriggerForbidden: 403,
     RunNotActive: 409,
+    RunStillActive: 409,
     NotTriggerable: 409,
     TriggerSkipped: 409,
     ServiceInstance: 409,
@@ -109,6 +112,10 @@ def validation_problem(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[bytes]:
     items = exc.extra if isinstance(exc.extra, list) else []
+    # Litestar re-checks every parameter one by one after a failure and reports those the
+    # request left out (defaulted, e.g. no body) as a KeyError message "'name'": not errors.
+    real = [i for i in items if str(i.get("message")) != f"'{i.get('key')}'"]
+    items = real or items
     errors = []
     for item in items:
         source, key = item.get("source"), item.get("key")
@@ -143,10 +150,13 @@ def http_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
         return validation_problem(request, exc)
     status = exc.status_code
     detail = exc.detail or HTTPStatus(status).phrase
+    # scope["path"] is the path the client sent (root path included); request.url.path
+    # would prefix the root path a second time.
+    path = request.scope["path"]
     if status == 405:
-        detail = f"method {request.method} is not allowed on {request.url.path}"
+        detail = f"method {request.method} is not allowed on {path}"
     elif status == 404 and detail == "Not Found":
-        detail = f"no route matches {request.url.path}"
+        detail = f"no route matches {path}"
     return problem(request, status, detail, headers=dict(exc.headers or {}) or None)
 
 
@@ -155,8 +165,16 @@ def controller_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Re
 
 
 def internal_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem(request, 500, "internal error; the daemon's log has the details")
+    request_id = REQUEST_ID.get()
+    log.error(
+        "unhandled error on %s %s (request id %s)",
+        request.method,
+        request.scope["path"],
+        request_id,
+        exc_info=exc,
+    )
+    detail = f"internal error; the daemon's log has the details under request id {request_id}"
+    return problem(request, 500, detail)
 
 
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {

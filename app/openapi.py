@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
+from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+    Server,
+)
 
+from app import schemas as wire_schemas
 from app.errors import PROBLEM_JSON
 from app.schemas import ErrorModel
+
+API_STATUSES = (401, 429)
+"""Every ``/api`` operation may answer these: no or a bad token, rate limited."""
+DATABASE_STATUS = 503
+"""Operations that read or write the database answer this while it is unreachable."""
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
@@ -19,16 +41,118 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
             media_type=PROBLEM_JSON,
             description=HTTPStatus(status).phrase,
         )
-        for status in statuses
+        for status in sorted(set(statuses))
     }
 
 
-def openapi_config(version: str) -> OpenAPIConfig:
+def api_problems(*statuses: int, database: bool = True) -> dict[int, ResponseSpec]:
+    """The problems of an ``/api`` operation: ``statuses`` plus 401 and 429, and 503 when it
+    touches the database (``database``)."""
+    extra = (DATABASE_STATUS,) if database else ()
+    return problems(*API_STATUSES, *extra, *statuses)
+
+
+class _ScalarUnderRootPath(ScalarRenderPlugin):
+    """Scalar, fetching the document under the root path a reverse proxy serves us at."""
+
+    @staticmethod
+    def get_openapi_json_route(request: Request[Any, Any, Any]) -> str:
+        return str(request.scope.get("root_path", "")) + ScalarRenderPlugin.get_openapi_json_route(
+            request
+        )
+
+
+def openapi_config(version: str, root_path: str = "") -> OpenAPIConfig:
     return OpenAPIConfig(
         title="runwarden",
         version=version,
         description="Cron job manager and process supervisor: every run recorded.",
         path="/docs",
-        render_plugins=[ScalarRenderPlugin(path="/")],
+        render_plugins=[_ScalarUnderRootPath(path="/")],
+        servers=[Server(url=root_path or "/")],
+        components=Components(
+            security_schemes={
+                "bearerAuth": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="Every /api route needs Authorization: Bearer <token>.",
+                )
+            }
+        ),
         create_examples=False,
     )
+
+
+_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+
+
+def _problem_response(status: int) -> OpenAPIResponse:
+    return OpenAPIResponse(
+        description=HTTPStatus(status).phrase,
+        content={
+            PROBLEM_JSON: OpenAPIMediaType(
+                schema=Reference(ref=f"#/components/schemas/{ErrorModel.__name__}")
+            )
+        },
+    )
+
+
+def finalize_document(document: OpenAPI) -> None:
+    """Fix what Litestar cannot be told route by route; safe to apply more than once.
+
+    - Every ``/api`` operation declares 401 and 429 problems and the bearer requirement
+      (the auth middleware answers them before any route runs).
+    - Litestar's default 400 (its own ``ValidationException`` shape) becomes a problem:
+      validation failures are 422 problems here, and any other 400 is a problem too.
+    - A body declared ``X | None = None`` is optional, not required.
+    - Response headers get a schema (OpenAPI 3.1 requires ``schema`` or ``content``).
+    - Wire types that refuse unknown fields declare ``additionalProperties: false``.
+    """
+    _close_strict_bodies(document)
+    schemes = document.components.security_schemes if document.components else None
+    requirement = [{name: []} for name in list(schemes or {})[:1]]
+    for path, item in (document.paths or {}).items():
+        for method in _METHODS:
+            operation: Operation | None = getattr(item, method)
+            if operation is None:
+                continue
+            responses = operation.responses = operation.responses or {}
+            default = responses.get("400")
+            if isinstance(default, OpenAPIResponse) and PROBLEM_JSON not in (default.content or {}):
+                responses["400"] = _problem_response(400)
+            if path.startswith("/api"):
+                for status in API_STATUSES:
+                    responses.setdefault(str(status), _problem_response(status))
+                if requirement and not operation.security:
+                    operation.security = requirement  # type: ignore[assignment]
+            body = operation.request_body
+            if isinstance(body, RequestBody) and _admits_null(body):
+                body.required = False
+            for response in responses.values():
+                for header in (getattr(response, "headers", None) or {}).values():
+                    if isinstance(header, OpenAPIHeader) and header.schema is None:
+                        header.schema = Schema(type=OpenAPIType.STRING)
+
+
+def _close_strict_bodies(document: OpenAPI) -> None:
+    """Wire types that refuse unknown fields say so (``additionalProperties: false``)."""
+    found = (document.components.schemas or {}) if document.components else {}
+    for name, schema in found.items():
+        wire_type = getattr(wire_schemas, name, None)
+        config = getattr(wire_type, "__struct_config__", None)
+        if isinstance(schema, Schema) and config is not None and config.forbid_unknown_fields:
+            schema.additional_properties = False
+
+
+def _admits_null(body: RequestBody) -> bool:
+    for media in body.content.values():
+        schema = media.schema
+        alternatives = (schema.one_of or []) if isinstance(schema, Schema) else []
+        if any(isinstance(a, Schema) and a.type == OpenAPIType.NULL for a in alternatives):
+            return True
+    return False
+
+
+def finalize_openapi(app: Litestar) -> None:
+    """``on_startup`` hook: finalize the app's document before anything serves it."""
+    finalize_document(app.openapi_schema)

@@ -122,3 +122,92 @@ WIRE_TYPES: dict[str, type[msgspec.Struct]] = {
     cls.__name__: cls
     for cls in (Run, RunsResponseBody, ErrorModel, Task, TasksResponseBody, MessageBody)
 }
+
+
+LogStreamName = Literal["stdout", "stderr", "system"]
+
+
+class LogLine(msgspec.Struct, kw_only=True):
+    """One line of a run's log. Nested in a page, so it carries no ``$schema`` of its own."""
+
+    n: Annotated[int, msgspec.Meta(ge=0, description="Absolute line number, from 0")]
+    ts: Timestamp
+    stream: Annotated[LogStreamName, msgspec.Meta(description="Where the line came from")]
+    text: str
+
+
+class LogPage(msgspec.Struct, kw_only=True):
+    """A window of a run's log."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    lines: list[LogLine]
+    first_available: Annotated[
+        int, msgspec.Meta(description="Number of the oldest line still stored")
+    ]
+    total_lines: Annotated[
+        int, msgspec.Meta(description="Lines ever written; the next line gets this number")
+    ]
+    truncated: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Older lines were dropped under log_on_full = drop_old "
+            "(first_available > 0)"
+        ),
+    ]
+    finalized: Annotated[
+        bool, msgspec.Meta(description="The run has ended and its whole output is stored")
+    ]
+
+
+WIRE_TYPES.update({cls.__name__: cls for cls in (LogLine, LogPage)})
+
+
+class RunsSummaryBody(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Run counts over every task, and the latest failure.
+
+    ``failed`` counts the end reasons ``failed``, ``timeout``, ``crashed`` and
+    ``log_overflow``; ``stopped`` and ``skipped`` runs are neither success nor failure.
+    """
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    total: Annotated[int, msgspec.Meta(ge=0, description="Every stored run, any status")]
+    success: Annotated[int, msgspec.Meta(ge=0, description="Runs that ended success")]
+    failed: Annotated[
+        int,
+        msgspec.Meta(ge=0, description="Runs that ended failed, timeout, crashed or log_overflow"),
+    ]
+    last_failure: (
+        Annotated[Run, msgspec.Meta(description="The failed run that ended last")] | UnsetType
+    ) = UNSET
+
+
+class TaskBrief(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A task or service in a few words."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    name: str
+    kind: Literal["task", "service"]
+    cron: str | UnsetType = UNSET
+    next_run_at: Timestamp | UnsetType = UNSET
+
+
+class Info(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """What this daemon is and how its scheduling is doing."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    version: Annotated[str, msgspec.Meta(description="runwarden's version")]
+    timezone: Annotated[str, msgspec.Meta(description="The scheduler's IANA time zone")]
+    started_at: Timestamp
+    uptime_seconds: Annotated[float, msgspec.Meta(ge=0)]
+    scheduler_alive: Annotated[bool, msgspec.Meta(description="The cron loop is running")]
+    scheduler_heartbeat_at: (
+        Annotated[Timestamp, msgspec.Meta(description="When the cron loop last woke up")]
+        | UnsetType
+    ) = UNSET
+    queued_runs: Annotated[
+        int, msgspec.Meta(ge=0, description="Runs waiting in this daemon's queue for a slot")
+    ]
+    tasks: list[TaskBrief]
+
+
+WIRE_TYPES.update({cls.__name__: cls for cls in (RunsSummaryBody, TaskBrief, Info)})

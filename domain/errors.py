@@ -103,6 +103,15 @@ class RunNotActive(DomainError):
         super().__init__(f"run {run_id} is {status}; only pending or running runs can stop")
 
 
+class RunStillActive(DomainError):
+    """The run is pending or running, so it cannot be deleted yet."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id} is {status}; stop it before deleting it")
+
+
 class InvalidFilter(DomainError):
     """A listing filter value is not one the API knows."""
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from domain.listing import RunPage, RunQuery
 from domain.logs import LogLine, LogStream
 from domain.policies import Admission
-from domain.run import Run, RunStatus
+from domain.run import EndReason, Run, RunStatus
 from domain.tasks import TaskSpec
 
 
@@ -38,6 +39,16 @@ class Admitted:
     run: Run
     decision: Admission
     to_stop: Sequence[Run] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunCount:
+    """How many stored runs of one task are in one status (and end reason, if ended)."""
+
+    task_name: str
+    status: RunStatus
+    end_reason: EndReason | None
+    n: int
 
 
 class RunRepository(Protocol):
@@ -69,6 +80,10 @@ class RunRepository(Protocol):
       with ``total`` counting every match regardless of ``limit``/``offset``.
     - ``active`` returns the runs in ``pending`` or ``running``, oldest first.
     - ``delete`` removes an ended run and says whether one was removed.
+    - ``counts`` returns the number of stored runs per (task, status, end reason), without
+      zero counts, read from counters rather than by counting rows (cheap at any size).
+    - ``last_ended`` returns the ended run with one of ``reasons`` that ended last (ties:
+      the greatest id), or None; it uses an index, not a scan of the history.
     """
 
     async def add(self, run: Run) -> None: ...
@@ -96,6 +111,10 @@ class RunRepository(Protocol):
     async def active(self, task_name: str | None = None) -> list[Run]: ...
 
     async def delete(self, run_id: str) -> bool: ...
+
+    async def counts(self) -> Sequence[RunCount]: ...
+
+    async def last_ended(self, reasons: Collection[EndReason]) -> Run | None: ...
 
     # Last, so that its name does not shadow the builtin in the annotations above.
     async def list(self, query: RunQuery) -> RunPage: ...
@@ -187,3 +206,72 @@ class Executor(Protocol):
         Only processes that provably belong to one of the runs are touched.
         """
         ...
+
+
+class RunEventKind(StrEnum):
+    """A run lifecycle event, named as on the wire (``GET /api/runs/stream``).
+
+    A run is ``created`` when recorded (whatever its phase), ``started`` when it moves
+    pending -> running, and ends with exactly one of ``completed`` (end reason ``success``)
+    or ``failed`` (every other end reason: failed, stopped, timeout, crashed, skipped,
+    log_overflow). A run recorded already running or ended (a service instance, a skipped
+    trigger, a bulk import) yields ``created`` and then the event of that phase.
+    """
+
+    CREATED = "run.created"
+    STARTED = "run.started"
+    COMPLETED = "run.completed"
+    FAILED = "run.failed"
+    DELETED = "run.deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One lifecycle change of a run; ``run`` as it was right after it (for ``deleted``:
+    as it was when deleted). ``seq`` numbers the events of one source, increasing."""
+
+    seq: int
+    kind: RunEventKind
+    run: Run
+
+
+class SubscriptionLost(Exception):
+    """The source ended a subscription (it fell behind, or the feed was interrupted): events
+    may have been missed. The message says why."""
+
+
+class RunSubscription(Protocol):
+    """One subscriber's view of a :class:`RunEventSource`."""
+
+    async def next(self) -> RunEvent:
+        """The next event, waiting for one; safe to cancel (e.g. by a timeout).
+
+        Raises :class:`SubscriptionLost` once the source has dropped this subscription.
+        """
+        ...
+
+    def close(self) -> None:
+        """Stop receiving events; safe to call more than once."""
+        ...
+
+
+class RunEventSource(Protocol):
+    """Run lifecycle events of every daemon that shares the store.
+
+    Contract:
+    - ``subscribe`` returns a subscription that receives every event the source learns of
+      from then on, of any writer of the store, filtered to ``task_name`` when given; events
+      arrive in the order their changes were committed, never twice. The feed is
+      asynchronous: a change committed just before ``subscribe`` may still arrive, so a
+      reader that needs completeness subscribes first, then reads the store.
+    - A subscriber that falls behind by more than the source's bound is dropped
+      (:class:`SubscriptionLost`) rather than slowing the others or growing memory; so are
+      all subscribers when the source loses its feed, since events may have been missed.
+    - ``subscribe`` raises ``StoreUnavailable`` while the feed is down.
+    - ``subscribers`` counts open subscriptions.
+    """
+
+    def subscribe(self, task_name: str | None = None) -> RunSubscription: ...
+
+    @property
+    def subscribers(self) -> int: ...

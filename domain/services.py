@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from ulid import ULID
 
 from domain import policies
-from domain.errors import NotTriggerable, RunNotActive, RunNotFound, TaskNotFound, TriggerForbidden
+from domain.errors import (
+    NotTriggerable,
+    RunNotActive,
+    RunNotFound,
+    RunStillActive,
+    TaskNotFound,
+    TriggerForbidden,
+)
 from domain.listing import RunPage, RunQuery
-from domain.ports import Admitted, Clock, Executor, RunRepository
+from domain.ports import Admitted, Clock, Executor, LogStore, RunRepository
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import TaskSpec
 
@@ -133,6 +141,55 @@ async def require_active(repo: RunRepository, run_id: str, task_name: str) -> Ru
     if not run.is_active:
         raise RunNotActive(run.id, run.status.value)
     return run
+
+
+async def delete_run(repo: RunRepository, logs: LogStore, run_id: str, task_name: str) -> Run:
+    """Remove an ended run of ``task_name`` and its log; returns what was removed.
+
+    :class:`RunNotFound` if absent (or of another task), :class:`RunStillActive` while it is
+    pending or running.
+    """
+    run = await get_run(repo, run_id, task_name)
+    if run.is_active:
+        raise RunStillActive(run.id, run.status.value)
+    if not await repo.delete(run.id):
+        raise RunNotFound(run_id, task_name)  # deleted meanwhile by another client
+    # Postgres drops the log with the run; a store that does not cascade needs telling.
+    await logs.delete(run.id)
+    return run
+
+
+FAILURE_REASONS = frozenset(
+    {EndReason.FAILED, EndReason.TIMEOUT, EndReason.CRASHED, EndReason.LOG_OVERFLOW}
+)
+"""End reasons that count as failures: the process did not do its job. ``stopped`` (an
+operator's or a policy's decision) and ``skipped`` (it never ran) are neither success nor
+failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """Run counts over every task, and the latest failure."""
+
+    total: int
+    """Every stored run, whatever its status."""
+    success: int
+    """Runs that ended ``success``."""
+    failed: int
+    """Runs that ended with one of :data:`FAILURE_REASONS`."""
+    last_failure: Run | None
+    """The run among those that ended last."""
+
+
+async def summarize_runs(repo: RunRepository) -> RunSummary:
+    """Totals from the repository's counters, and the latest failure by end time."""
+    counts = await repo.counts()
+    return RunSummary(
+        total=sum(c.n for c in counts),
+        success=sum(c.n for c in counts if c.end_reason is EndReason.SUCCESS),
+        failed=sum(c.n for c in counts if c.end_reason in FAILURE_REASONS),
+        last_failure=await repo.last_ended(FAILURE_REASONS),
+    )
 
 
 async def list_runs(repo: RunRepository, query: RunQuery) -> RunPage:

@@ -108,21 +108,27 @@ class PostgresLogStore(LogStore):
         """Up to ``limit`` lines with ``n >= first``, in order."""
         if limit <= 0:
             return []
-        first = max(first, 0)
-        end = first + limit
-        # The row holding line ``first`` starts at the greatest first_n <= first; from there
-        # the primary key yields the overlapping rows in order.
+        # A window that begins among trimmed lines begins at the first available one instead
+        # (GREATEST ignores the NULL of a log never written).
+        available = (
+            sa.select(run_log_meta.c.first_available)
+            .where(run_log_meta.c.run_id == run_id)
+            .scalar_subquery()
+        )
+        first_n_wanted = sa.func.greatest(max(first, 0), available)
+        # The row holding that line starts at the greatest first_n <= it; from there the
+        # primary key yields the overlapping rows in order.
         start = (
             sa.select(sa.func.max(run_logs.c.first_n))
-            .where(run_logs.c.run_id == run_id, run_logs.c.first_n <= first)
+            .where(run_logs.c.run_id == run_id, run_logs.c.first_n <= first_n_wanted)
             .scalar_subquery()
         )
         stmt = (
             sa.select(run_logs.c.first_n, run_logs.c.body)
             .where(
                 run_logs.c.run_id == run_id,
-                run_logs.c.first_n >= sa.func.coalesce(start, first),
-                run_logs.c.first_n < end,
+                run_logs.c.first_n >= sa.func.coalesce(start, first_n_wanted),
+                run_logs.c.first_n < first_n_wanted + limit,
             )
             .order_by(run_logs.c.first_n)
         )
@@ -130,7 +136,7 @@ class PostgresLogStore(LogStore):
             rows = (await conn.execute(stmt)).all()
         found: list[LogLine] = []
         for first_n, body in rows:
-            found.extend(line for line in decode_chunk(first_n, body) if first <= line.n < end)
+            found.extend(line for line in decode_chunk(first_n, body) if line.n >= first)
         return found[:limit]
 
     async def stats(self, run_id: str) -> tuple[int, int]:

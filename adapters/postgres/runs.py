@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +16,11 @@ from adapters.postgres.database import transaction
 from adapters.postgres.listing import page_query, total_query
 from adapters.postgres.locks import CounterKey, lock_counters, lock_task
 from adapters.postgres.rows import from_row, has_nul, to_row
-from adapters.postgres.tables import RUN_COLUMNS, runs, task_ticks
+from adapters.postgres.tables import RUN_COLUMNS, run_counts, runs, task_ticks
 from domain import policies
 from domain.listing import RunPage, RunQuery
 from domain.policies import Admission, TaskLoad
-from domain.ports import Admitted, RunRepository
+from domain.ports import Admitted, RunCount, RunRepository
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import TaskSpec
 
@@ -286,6 +286,36 @@ class PostgresRunRepository(RunRepository):
         async with transaction(self._engine) as conn:
             result = await conn.execute(stmt)
         return result.rowcount == 1
+
+    async def counts(self) -> builtins.list[RunCount]:
+        """Stored runs per (task, status, end reason), from the trigger-kept counters."""
+        stmt = sa.select(run_counts).where(run_counts.c.n != 0)
+        async with transaction(self._engine) as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            RunCount(task, RunStatus(status), EndReason(reason) if reason else None, int(n))
+            for task, status, reason, n in rows
+        ]
+
+    async def last_ended(self, reasons: Collection[EndReason]) -> Run | None:
+        """The ended run with one of ``reasons`` that ended last (ties: greatest id).
+
+        One index probe per reason (``ix_runs_end_reason_end_at``), then the latest of those.
+        """
+        if not reasons:
+            return None
+        latest = [
+            sa.select(*RUN_COLUMNS)
+            .where(runs.c.end_reason == reason.value, runs.c.end_at.is_not(None))
+            .order_by(runs.c.end_at.desc(), runs.c.id.desc())
+            .limit(1)
+            for reason in sorted(set(reasons))
+        ]
+        found = sa.union_all(*latest).subquery()
+        stmt = sa.select(found).order_by(found.c.end_at.desc(), found.c.id.desc()).limit(1)
+        async with transaction(self._engine) as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+        return from_row(row) if row is not None else None
 
     async def list(self, query: RunQuery) -> RunPage:
         """Filter, order and window as ``domain.listing.apply_query`` does."""

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.controllers.events import RunEventController
+from app.controllers.logs import LogController
+from app.controllers.ops import info, metrics
 from app.controllers.runs import RunController
 from app.controllers.system import health, json_schema, openapi_document, ready
 from app.controllers.tasks import TaskController
 
 ROUTE_HANDLERS: list[Any] = [
+    LogController,
+    RunEventController,
     RunController,
     TaskController,
+    info,
+    metrics,
     health,
     ready,
     json_schema,

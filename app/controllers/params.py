@@ -33,7 +33,10 @@ Limit = Annotated[
     int,
     QueryParameter(description="Max results per page", ge=1, le=MAX_LIMIT, format="int64"),
 ]
-Offset = Annotated[int, QueryParameter(description="Pagination offset", ge=0, format="int64")]
+# Bounded to int64, what the database's OFFSET takes: a larger one was a 500.
+Offset = Annotated[
+    int, QueryParameter(description="Pagination offset", ge=0, le=2**63 - 1, format="int64")
+]
 StatusParam = Annotated[
     str | None,
     QueryParameter(

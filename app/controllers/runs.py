@@ -1,11 +1,12 @@
-"""Runs: the seed's listing, one run, stopping a run."""
+"""Runs: the seed's listing, one run, stopping and deleting a run, the summary."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
+from msgspec import UNSET
 
 from app import presenters, schemas
 from app.controllers.params import (
@@ -21,7 +22,7 @@ from app.controllers.params import (
     TaskNameQuery,
 )
 from app.daemon import Daemon
-from app.openapi import problems
+from app.openapi import api_problems
 from app.urls import schema_url
 from domain.listing import RunQuery, SortDirection, SortField, parse_status_filter
 
@@ -56,7 +57,8 @@ class RunController(Controller):
         "/tasks/{taskName:str}/runs",
         operation_id="list-task-runs",
         summary="List runs for a task",
-        responses=problems(422),
+        description="A valid task name with no runs (or no longer configured) lists empty.",
+        responses=api_problems(422),
     )
     async def list_task_runs(
         self,
@@ -80,7 +82,7 @@ class RunController(Controller):
         "/runs",
         operation_id="list-runs",
         summary="List runs of every task",
-        responses=problems(422),
+        responses=api_problems(422),
     )
     async def list_runs(
         self,
@@ -102,7 +104,8 @@ class RunController(Controller):
         "/tasks/{taskName:str}/runs/{runId:str}",
         operation_id="get-task-run",
         summary="Get one run of a task",
-        responses=problems(404, 422),
+        description="404 if there is no such run, or it is not of that task.",
+        responses=api_problems(404, 422),
     )
     async def get_task_run(
         self,
@@ -117,7 +120,7 @@ class RunController(Controller):
         "/runs/{runId:str}",
         operation_id="get-run",
         summary="Get one run",
-        responses=problems(404, 422),
+        responses=api_problems(404, 422),
     )
     async def get_run(
         self, request: Request[Any, Any, Any], daemon: NamedDependency[Daemon], run_id: RunIdPath
@@ -128,8 +131,10 @@ class RunController(Controller):
         "/tasks/{taskName:str}/runs/{runId:str}/stop",
         operation_id="stop-run",
         summary="Stop a pending or running run",
+        description="Waits until the end is recorded. 409 if the run has already ended, or "
+        "is an instance of a service (stop or restart the service instead).",
         status_code=200,
-        responses=problems(404, 409, 422),
+        responses=api_problems(404, 409, 422),
     )
     async def stop_run(
         self,
@@ -142,4 +147,41 @@ class RunController(Controller):
         return schemas.MessageBody(
             schema=schema_url(request, "MessageBody"),
             message=f"run {run.id} stopped ({run.end_reason or run.status})",
+        )
+
+    @delete(
+        "/tasks/{taskName:str}/runs/{runId:str}",
+        operation_id="delete-run",
+        summary="Delete an ended run and its log",
+        description="409 while the run is pending or running: stop it first.",
+        status_code=204,
+        responses=api_problems(404, 409, 422),
+    )
+    async def delete_run(
+        self, daemon: NamedDependency[Daemon], task_name_path: TaskNamePath, run_id: RunIdPath
+    ) -> None:
+        await daemon.delete_run(task_name_path, run_id)
+
+    @get(
+        "/runs/summary",
+        operation_id="runs-summary",
+        summary="Count runs by outcome; the latest failure",
+        description=(
+            "`total` counts every run; `success` those that ended success; `failed` those "
+            "that ended failed, timeout, crashed or log_overflow (stopped and skipped runs are "
+            "neither). `last_failure` is the failed run with the latest end, omitted if none."
+        ),
+        responses=api_problems(),
+    )
+    async def runs_summary(
+        self, request: Request[Any, Any, Any], daemon: NamedDependency[Daemon]
+    ) -> schemas.RunsSummaryBody:
+        summary = await daemon.summarize_runs()
+        last = summary.last_failure
+        return schemas.RunsSummaryBody(
+            schema=schema_url(request, "RunsSummaryBody"),
+            total=summary.total,
+            success=summary.success,
+            failed=summary.failed,
+            last_failure=presenters.one_run(request, last) if last is not None else UNSET,
         )

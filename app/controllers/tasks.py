@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.openapi import ResponseSpec
+from litestar.params import JSONBody, QueryParameter
 
 from app import presenters, schemas
 from app.controllers.params import TaskNamePath
 from app.daemon import Daemon
-from app.openapi import problems
+from app.openapi import api_problems
 from app.urls import schema_url
+from domain.run import RunStatus
+
+WAIT_HEADER = "X-Runwarden-Wait"
+DEFAULT_WAIT_TIMEOUT = 300
+MAX_WAIT_TIMEOUT = 3600
+
+WaitParam = Annotated[
+    bool, QueryParameter(description="Answer once the run has ended (or wait_timeout passed)")
+]
+WaitTimeoutParam = Annotated[
+    int,
+    QueryParameter(
+        description="With wait=true: seconds to wait at most for the run to end",
+        ge=1,
+        le=MAX_WAIT_TIMEOUT,
+        format="int64",
+    ),
+]
+TRIGGER_DOC = """\
+Records a run under the task's overlap policy and answers 201 with it, pending.
+
+With a body `{"external_execution_id": "..."}` it is a `cloud` trigger, idempotent on that
+id: a repeat answers 200 with the run the first one created (never retried locally).
+
+With `wait=true` the answer comes once the run has ended, or after `wait_timeout` seconds
+(1-3600, default 300) with the run as it is then; the status code is the same either way
+(201 new, 200 repeat) and the header `X-Runwarden-Wait` says `ended` or `timeout`. It
+waits for this attempt, not for retries it may cause (their `retry_of_run_id` names it).
+
+403 if the task has `api_trigger = false`; 409 for a service, or when the overlap policy
+turned the trigger away (the `skipped` run is recorded; the problem's `run_id` names it).
+"""
 
 
 class TaskController(Controller):
@@ -21,7 +55,12 @@ class TaskController(Controller):
     path = "/api/tasks"
     tags = ["tasks"]
 
-    @get("/", operation_id="list-tasks", summary="List tasks and services")
+    @get(
+        "/",
+        operation_id="list-tasks",
+        summary="List tasks and services",
+        responses=api_problems(database=False),
+    )
     async def list_tasks(
         self, request: Request[Any, Any, Any], daemon: NamedDependency[Daemon]
     ) -> schemas.TasksResponseBody:
@@ -38,7 +77,7 @@ class TaskController(Controller):
         "/{taskName:str}",
         operation_id="get-task",
         summary="Get one task or service",
-        responses=problems(404, 422),
+        responses=api_problems(404, 422, database=False),
     )
     async def get_task(
         self,
@@ -55,8 +94,23 @@ class TaskController(Controller):
         "/{taskName:str}/run",
         operation_id="trigger-task",
         summary="Trigger a run now",
+        description=TRIGGER_DOC,
         status_code=201,
-        responses=problems(403, 404, 409, 422),
+        response_headers=[
+            ResponseHeader(
+                name=WAIT_HEADER,
+                description="With wait=true: `ended` if the run has ended, `timeout` if "
+                "wait_timeout passed first (the run is then pending or running)",
+                documentation_only=True,
+            )
+        ],
+        responses={
+            200: ResponseSpec(
+                data_container=schemas.Run,
+                description="A repeated cloud trigger: the run the first one created",
+            ),
+            **api_problems(400, 403, 404, 409, 413, 422),
+        },
     )
     async def trigger(
         self,
@@ -64,17 +118,28 @@ class TaskController(Controller):
         daemon: NamedDependency[Daemon],
         task_name_path: TaskNamePath,
         data: JSONBody[schemas.TriggerBody | None] = None,
+        wait: WaitParam = False,
+        wait_timeout: WaitTimeoutParam = DEFAULT_WAIT_TIMEOUT,
     ) -> Response[schemas.Run]:
         external_id = data.external_execution_id if data else None
         run, created = await daemon.trigger(task_name_path, external_id or None)
-        return Response(presenters.one_run(request, run), status_code=201 if created else 200)
+        headers = {}
+        if wait:
+            run = await daemon.wait_for_end(run, wait_timeout)
+            headers[WAIT_HEADER] = "ended" if run.status is RunStatus.ENDED else "timeout"
+        return Response(
+            presenters.one_run(request, run),
+            status_code=201 if created else 200,
+            headers=headers,
+        )
 
     @post(
         "/{taskName:str}/restart",
         operation_id="restart-service",
         summary="Restart every instance of a service",
+        description="400 if the name is a task, not a service.",
         status_code=200,
-        responses=problems(400, 404, 422),
+        responses=api_problems(400, 404, 422),
     )
     async def restart_service(
         self,
@@ -92,8 +157,9 @@ class TaskController(Controller):
         "/{taskName:str}/stop",
         operation_id="stop-service",
         summary="Stop every instance of a service until it is restarted",
+        description="400 if the name is a task, not a service.",
         status_code=200,
-        responses=problems(400, 404, 422),
+        responses=api_problems(400, 404, 422),
     )
     async def stop_service(
         self,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -58,8 +59,11 @@ class Dispatcher:
         executor: Executor,
         clock: Clock,
         tasks: dict[str, TaskSpec],
+        on_end: Callable[[Run], None] | None = None,
     ) -> None:
         self._repo = repo
+        # Told of every end this dispatcher records (for metrics); must not raise or block.
+        self._on_end = on_end
         self._logs = logs
         self._executor = executor
         self._clock = clock
@@ -264,6 +268,9 @@ class Dispatcher:
             ),
             what=f"recording the end of run {run.id}",
         )
+        if finished is not None and self._on_end is not None:
+            with contextlib.suppress(Exception):
+                self._on_end(finished[0])
         if finished is not None and finished[1] is not None:
             retry = finished[1]
             log.info(

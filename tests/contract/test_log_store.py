@@ -99,6 +99,19 @@ async def test_trim_drops_whole_oldest_batches_until_the_text_fits(logs: LogSubj
     assert await logs.store.stats(run_id) == (6, 12)
 
 
+async def test_a_read_from_before_the_first_available_line_starts_there(
+    logs: LogSubject,
+) -> None:
+    run_id = await logs.new_run()
+    for start in range(0, 12, 3):
+        await logs.store.append(run_id, sized(start, 3, "a" * 10))
+    await logs.store.trim(run_id, 30)
+    assert await logs.store.stats(run_id) == (9, 12)
+    # Fewer lines asked for than were dropped: the window still starts at line 9.
+    assert [line.n for line in await logs.store.read(run_id, 0, 2)] == [9, 10]
+    assert [line.n for line in await logs.store.read(run_id, -100, 5)] == [9, 10, 11]
+
+
 async def test_trim_counts_utf8_bytes_not_characters(logs: LogSubject) -> None:
     run_id = await logs.new_run()
     await logs.store.append(run_id, sized(0, 1, "日本"))  # 2 characters, 6 bytes

@@ -280,7 +280,8 @@ async def test_a_chatty_background_grandchild_does_not_hold_up_wait_past_the_dra
     command = "(while :; do echo x; sleep 0.01; done) & echo done"
     code, sink = await runner.run(command, executor=executor)
     assert code == 0
-    assert sink.out().startswith(b"done\n")
+    # The grandchild may print before or after the shell: only completeness matters here.
+    assert b"done" in sink.out().split(b"\n")
 
 
 async def test_a_failing_sink_never_blocks_the_process_and_its_error_is_raised_by_wait(

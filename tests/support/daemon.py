@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,9 +30,17 @@ class DaemonProcess:
     proc: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    token: str | None = None
+    """The API token the daemon accepts; None when started with ``token=None``."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Authorization`` for :attr:`token`, for requests made without :meth:`client`."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+        """A client at the daemon's URL that sends the token."""
+        return httpx.Client(base_url=self.url, timeout=30, headers=self.headers)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -49,11 +58,31 @@ class DaemonProcess:
         self.proc.wait(10)
 
 
+_DEFAULT = "generate"
+
+
 def start_daemon(
-    config: Path, database_url: str, workdir: Path, extra_env: dict[str, str] | None = None
+    config: Path,
+    database_url: str,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    token: str | None = _DEFAULT,
+    args: list[str] | None = None,
 ) -> DaemonProcess:
+    """Start ``runwarden serve`` and wait until it answers ``/health``.
+
+    By default it accepts one random token (``RUNWARDEN_API_TOKENS``), which
+    :meth:`DaemonProcess.client` sends; ``token=None`` leaves the auth setup to
+    ``extra_env`` and the config. ``args`` are extra ``serve`` options.
+    """
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, **(extra_env or {})}
+    if token == _DEFAULT:
+        token = secrets.token_urlsafe(16)
+    auth_env = {"RUNWARDEN_API_TOKENS": token} if token else {}
+    # The test's own settings only: a RUNWARDEN_AUTH=off in the shell must not leak in.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RUNWARDEN_")}
+    env.update({"DATABASE_URL": database_url, **auth_env, **(extra_env or {})})
     log_path = workdir / f"daemon-{port}.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
@@ -68,13 +97,14 @@ def start_daemon(
                 str(port),
                 "--data",
                 str(workdir / "data"),
+                *(args or []),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=Path(__file__).resolve().parents[2],
         )
-    daemon = DaemonProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    daemon = DaemonProcess(proc, f"http://127.0.0.1:{port}", log_path, token)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:

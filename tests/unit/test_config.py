@@ -241,10 +241,12 @@ def test_a_relative_working_dir_is_relative_to_the_config_file(tmp_path: Path) -
     assert load_config(path).tasks["a"].working_dir == str(tmp_path / "jobs")
 
 
-def test_api_tokens_are_read() -> None:
-    config = validate_text('[api]\ntokens = ["abc", "def"]\n', "runwarden.toml")
-    assert config.api_tokens == ("abc", "def")
+def test_api_tokens_are_read_as_hashes() -> None:
+    hashed = "sha256:" + "ab" * 32
+    config = validate_text(f'[api]\ntokens = ["{hashed}"]\n', "runwarden.toml")
+    assert config.api_tokens == (hashed,)
     assert "tokens" in problems_of('[api]\ntokens = [""]\n')
+    assert "runwarden hash-token" in problems_of('[api]\ntokens = ["abc"]\n')
 
 
 def test_host_timezone_prefers_tz_then_etc_timezone_then_localtime(tmp_path: Path) -> None:

@@ -1,0 +1,76 @@
+"""Operations: what this daemon is (``/api/info``) and its Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from msgspec import UNSET
+
+from app import presenters, schemas
+from app.daemon import Daemon
+from app.metrics import CONTENT_TYPE, Metrics
+from app.openapi import api_problems, problems
+from app.urls import schema_url
+
+
+@get(
+    "/api/info",
+    operation_id="get-info",
+    summary="Version, time zone, scheduling state and task briefs",
+    tags=["system"],
+    responses=api_problems(database=False),
+)
+async def info(request: Request[Any, Any, Any], daemon: NamedDependency[Daemon]) -> schemas.Info:
+    """What this daemon runs and whether its cron loop is alive."""
+    brief_schema = schema_url(request, "TaskBrief")
+    heartbeat = daemon.scheduler.heartbeat
+    started = daemon.started_at or daemon.clock.now()
+    return schemas.Info(
+        schema=schema_url(request, "Info"),
+        version=daemon.version,
+        timezone=daemon.config.timezone,
+        started_at=presenters.timestamp(started),
+        uptime_seconds=round(daemon.uptime, 3),
+        scheduler_alive=daemon.scheduler_alive,
+        scheduler_heartbeat_at=presenters.timestamp(heartbeat) if heartbeat else UNSET,
+        queued_runs=daemon.dispatcher.queued_count(),
+        tasks=[
+            schemas.TaskBrief(
+                schema=brief_schema,
+                name=task.name,
+                kind=task.kind.value,  # type: ignore[arg-type]
+                cron=task.cron or UNSET,
+                next_run_at=presenters.timestamp(when)
+                if (when := daemon.next_run_at(task.name)) is not None
+                else UNSET,
+            )
+            for task in sorted(daemon.tasks.values(), key=lambda t: t.name)
+        ],
+    )
+
+
+@get(
+    "/metrics",
+    operation_id="get-metrics",
+    summary="Prometheus metrics",
+    description="Run counts by task and end reason (from the database), run durations, "
+    "queue depth and HTTP latency, in the Prometheus text format.",
+    tags=["system"],
+    media_type=CONTENT_TYPE,
+    responses={
+        200: ResponseSpec(
+            data_container=str, media_type=CONTENT_TYPE, description="Prometheus text"
+        ),
+        # Unless [api] metrics_public = true, /metrics needs the bearer token too.
+        **problems(401, 429),
+    },
+)
+async def metrics(
+    request: Request[Any, Any, Any], daemon: NamedDependency[Daemon]
+) -> Response[bytes]:
+    """Every metric of this daemon; run counts are read from the database at scrape time."""
+    registry: Metrics = request.app.state.metrics
+    return Response(await registry.render(daemon), media_type=CONTENT_TYPE)

@@ -1,0 +1,296 @@
+"""Bearer-token auth, auth-failure rate limiting, security headers and request ids.
+
+All of it is one pure ASGI middleware, :class:`SecurityMiddleware`, wrapped around the whole
+Litestar handler (not per route), so 404s, 405s and 413s get the same headers and an
+unauthenticated client cannot even learn which ``/api`` routes exist. It only rewrites the
+``http.response.start`` message, never buffers a body, so SSE streams pass straight through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import re
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from app.urls import ProxyResolver, scope_base_url
+
+log = logging.getLogger("runwarden.security")
+
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+"""The id of the request being served, for log lines; ``-`` outside a request."""
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_HASHED = re.compile(r"^sha256:[0-9a-f]{64}$")
+_PUBLIC = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+_PUBLIC_TREES = ("/docs/", "/schemas/")
+
+# /docs loads Scalar's script, styles and fonts from CDNs and injects inline styles: any
+# content policy tight enough to matter would break it, so /docs only refuses framing.
+_CSP_API = "default-src 'none'; frame-ancestors 'none'"
+_CSP_DOCS = "frame-ancestors 'none'"
+_ALWAYS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``record.request_id`` so a log format can name the request a line belongs to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+def hash_token(token: str) -> str:
+    """The ``sha256:<hex>`` line that stores ``token`` in ``[api] tokens``."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def is_hashed_token(entry: str) -> bool:
+    """Whether a config entry is a stored hash (as :func:`hash_token` prints) and not a token."""
+    return _HASHED.match(entry) is not None
+
+
+class TokenSet:
+    """The accepted tokens, kept only as SHA-256 digests."""
+
+    def __init__(self, digests: Iterable[bytes] = ()) -> None:
+        self._digests = tuple(digests)
+
+    @classmethod
+    def build(cls, plain: Iterable[str] = (), hashed: Iterable[str] = ()) -> TokenSet:
+        """From plain tokens (environment) and ``sha256:<hex>`` entries (config file)."""
+        digests = [hashlib.sha256(token.encode()).digest() for token in plain]
+        digests += [bytes.fromhex(entry.removeprefix("sha256:")) for entry in hashed]
+        return cls(digests)
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def matches(self, token: str) -> bool:
+        """Whether ``token`` is one of ours, in time that depends only on how many there are."""
+        presented = hashlib.sha256(token.encode()).digest()
+        found = False
+        for digest in self._digests:  # every digest is compared: no early exit
+            found |= hmac.compare_digest(digest, presented)
+        return found
+
+
+class FailureLimiter:
+    """Counts auth failures per client; a client with too many in the window is refused.
+
+    Memory is bounded: at most ``max_failures`` timestamps per client and ``max_clients``
+    clients, the one whose last failure is oldest evicted first.
+    """
+
+    def __init__(
+        self,
+        max_failures: int = 10,
+        window: float = 60.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_clients = max_clients
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until ``client`` may try again; 0 if it may now."""
+        failures = self._failures.get(client)
+        if failures is None:
+            return 0
+        now = self._clock()
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+            return 0
+        if len(failures) < self.max_failures:
+            return 0
+        return max(1, math.ceil(failures[0] + self.window - now))
+
+    def record_failure(self, client: str) -> None:
+        failures = self._failures.pop(client, None) or deque(maxlen=self.max_failures)
+        failures.append(self._clock())
+        self._failures[client] = failures  # re-inserted: dict order is least recent first
+        while len(self._failures) > self.max_clients:
+            del self._failures[next(iter(self._failures))]
+
+
+@dataclass(frozen=True)
+class SecurityOptions:
+    """How the middleware guards the API; the default refuses every protected request."""
+
+    tokens: TokenSet | None = field(default_factory=TokenSet)
+    """Accepted tokens; ``None`` turns auth off (``RUNWARDEN_AUTH=off``)."""
+    metrics_public: bool = False
+    proxies: ProxyResolver = field(default_factory=ProxyResolver)
+    root_path: str = ""
+
+
+class AuthSetupError(ValueError):
+    """The environment asks for something impossible (e.g. ``RUNWARDEN_AUTH=maybe``)."""
+
+
+def resolve_tokens(
+    config_tokens: Iterable[str], environ: Mapping[str, str]
+) -> tuple[TokenSet | None, str | None]:
+    """(accepted tokens or None for auth off, a token generated because none was configured)."""
+    switch = environ.get("RUNWARDEN_AUTH", "on").strip().lower()
+    if switch not in ("on", "off"):
+        raise AuthSetupError(f"RUNWARDEN_AUTH must be on or off, not {switch!r}")
+    if switch == "off":
+        return None, None
+    plain = [t.strip() for t in environ.get("RUNWARDEN_API_TOKENS", "").split(",") if t.strip()]
+    hashed = list(config_tokens)
+    if plain or hashed:
+        return TokenSet.build(plain, hashed), None
+    generated = secrets.token_urlsafe(32)
+    return TokenSet.build([generated]), generated
+
+
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _bearer(scope: Mapping[str, Any]) -> str | None:
+    scheme, _, token = (_header(scope, b"authorization") or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _is_public(path: str, metrics_public: bool) -> bool:
+    """Public routes; anything not listed needs a token (unknown paths too: fail closed)."""
+    if path != "/" and path.endswith("/"):
+        path = path[:-1]  # routed like the path without it
+    if path in _PUBLIC or (metrics_public and path == "/metrics"):
+        return True
+    if path.startswith(_PUBLIC_TREES):
+        # Dot or empty segments could be routed somewhere else than they appear to go.
+        return all(part not in ("", ".", "..") for part in path[1:].split("/"))
+    return False
+
+
+class SecurityMiddleware:
+    """Proxy headers and root path, request id, security headers, auth and its rate limit."""
+
+    def __init__(
+        self, app: Any, options: SecurityOptions, limiter: FailureLimiter | None = None
+    ) -> None:
+        self.app = app
+        self.options = options
+        self.limiter = limiter if limiter is not None else FailureLimiter()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.options.proxies.apply(scope, self.options.root_path)
+        path = scope["path"][len(scope.get("root_path", "")) :] or "/"
+        sent_id = _header(scope, b"x-request-id")
+        request_id = sent_id if sent_id and _REQUEST_ID.match(sent_id) else uuid.uuid4().hex
+        reset = REQUEST_ID.set(request_id)
+        try:
+            send = self._with_headers(send, path, request_id)
+            if self.options.tokens is None or _is_public(path, self.options.metrics_public):
+                await self.app(scope, receive, send)
+                return
+            refusal = self._refusal(scope, self.options.tokens)
+            if refusal is None:
+                await self.app(scope, receive, send)
+            else:
+                await _send_problem(send, scope, *refusal)
+        finally:
+            REQUEST_ID.reset(reset)
+
+    def _refusal(
+        self, scope: Any, tokens: TokenSet
+    ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        """Why this request may not pass (status, detail, headers), or None if it may."""
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        # A limited client is refused even with a valid token: otherwise a 200 among the
+        # 429s would still tell a guesser that it had found one.
+        wait = self.limiter.retry_after(client)
+        if wait:
+            detail = f"too many failed authentications; retry in {wait} s"
+            return 429, detail, [(b"retry-after", str(wait).encode())]
+        token = _bearer(scope)
+        if token is not None and tokens.matches(token):
+            return None
+        self.limiter.record_failure(client)
+        if token is None:
+            detail, challenge = "missing bearer token", b'Bearer realm="runwarden"'
+        else:
+            detail = "invalid bearer token"
+            challenge = b'Bearer realm="runwarden", error="invalid_token"'
+        log.warning("%s %s from %s: %s", scope["method"], scope["path"], client, detail)
+        return 401, detail, [(b"www-authenticate", challenge)]
+
+    @staticmethod
+    def _with_headers(send: Any, path: str, request_id: str) -> Any:
+        is_api = path == "/api" or path.startswith("/api/")
+        csp = _CSP_DOCS if path == "/docs" or path.startswith("/docs/") else _CSP_API
+        ours = [
+            *_ALWAYS,
+            (b"content-security-policy", csp.encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        if is_api:
+            ours.append((b"cache-control", b"no-store"))
+        replaced = {name for name, _ in ours}
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in replaced]
+                message = {**message, "headers": [*kept, *ours]}
+            await send(message)
+
+        return send_with_headers
+
+
+async def _send_problem(
+    send: Any, scope: Any, status: int, detail: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    from http import HTTPStatus
+
+    from app.errors import PROBLEM_JSON
+    from app.schemas import ErrorModel
+
+    body = msgspec.json.encode(
+        ErrorModel(
+            schema=f"{scope_base_url(scope)}/schemas/ErrorModel.json",
+            type="about:blank",
+            title=HTTPStatus(status).phrase,
+            status=status,
+            detail=detail,
+        )
+    )
+    start_headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": start_headers})
+    await send({"type": "http.response.body", "body": body})

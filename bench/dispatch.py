@@ -1,0 +1,190 @@
+"""Dispatch benchmark: API triggers of ``true`` per second, and cron tick to start delay.
+
+Triggers: ``TRIGGERS`` POSTs to ``/api/tasks/bench-true/run`` from ``CLIENTS`` keep-alive
+connections; the task admits ``CONCURRENCY`` runs at a time and queues the rest. The rate
+is successful runs over the span from the first ``created_at`` to the last ``end_at``.
+Baseline in the same run: ``asyncio.create_subprocess_exec("true")`` in this process, as
+many at a time, as many in all.
+
+Cron: ``CRON_TASKS`` tasks due every second (``* * * * * *``) for ``CRON_SECONDS``; the
+delay of a run is ``start_at - created_at`` (created_at is the scheduled tick).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+
+import asyncpg
+
+from bench.env import Usage, start_daemon
+from bench.http import Connection, percentile
+from bench.profile import recording, summarize
+
+TRIGGERS = 2000
+CLIENTS = 16
+CONCURRENCY = 8
+CRON_TASKS = 200
+CRON_SECONDS = 8
+TASK = "bench-true"
+
+TRIGGER_CONFIG = f"""
+[scheduler]
+timezone = "UTC"
+
+[tasks.{TASK}]
+run = "true"
+max_concurrent = {CONCURRENCY}
+queue_max = {TRIGGERS}
+"""
+
+
+def cron_config(count: int = CRON_TASKS) -> str:
+    """``count`` tasks due every second, default settings otherwise.
+
+    They start with no tick history (the cleanup deletes their ``task_ticks``), so nothing
+    is caught up at start.
+    """
+    tasks = "".join(
+        f'\n[tasks.bench-cron-{i:03d}]\ncron = "* * * * * *"\nrun = "true"\n' for i in range(count)
+    )
+    return f'[scheduler]\ntimezone = "UTC"\n{tasks}'
+
+
+async def raw_spawn_rate(count: int = TRIGGERS, concurrency: int = CONCURRENCY) -> float:
+    """``true`` processes per second through asyncio, ``concurrency`` at a time."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with gate:
+            proc = await asyncio.create_subprocess_exec("true")
+            await proc.wait()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    return count / (time.perf_counter() - started)
+
+
+async def _trigger_all(url: str) -> float:
+    queue = list(range(TRIGGERS))
+
+    async def client() -> None:
+        conn = await Connection(url).open()
+        try:
+            while queue:
+                queue.pop()
+                status, body = await conn.request("POST", f"/api/tasks/{TASK}/run", b"{}")
+                if status != 201:
+                    raise RuntimeError(f"trigger answered {status}: {body[:300]!r}")
+        finally:
+            await conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    return time.perf_counter() - started
+
+
+async def triggers(database_url: str, log: Callable[[str], None], profile: bool = False) -> dict:
+    """Trigger ``TRIGGERS`` runs of ``true`` through the API and time them to the end."""
+    raw = await raw_spawn_rate()
+    log(f"dispatch: raw asyncio spawn of 'true', {CONCURRENCY} at a time: {raw:.0f}/s")
+    daemon = start_daemon("dispatch", TRIGGER_CONFIG, database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        since: datetime = await conn.fetchval("SELECT now()")
+        query = """
+            SELECT count(*) FILTER (WHERE status = 'ended') AS ended,
+                   count(*) FILTER (WHERE end_reason = 'success') AS success,
+                   min(created_at) AS first, max(end_at) AS last
+            FROM runs WHERE task_name = $1 AND created_at >= $2
+        """
+        with recording(daemon.pid, "dispatch", profile) as profile_path:
+            usage = Usage(daemon)
+            post_seconds = await _trigger_all(daemon.url)
+            deadline = time.monotonic() + 300
+            while (row := await conn.fetchrow(query, TASK, since))["ended"] < TRIGGERS:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"only {row['ended']} of {TRIGGERS} runs ended in 300 s")
+                await asyncio.sleep(0.2)
+            cpu = usage.result()
+    finally:
+        await conn.close()
+        daemon.stop()
+    span = (row["last"] - row["first"]).total_seconds()
+    rate = row["success"] / span
+    result = {
+        "triggers": TRIGGERS,
+        "clients": CLIENTS,
+        "max_concurrent": CONCURRENCY,
+        "success": row["success"],
+        "seconds": round(span, 2),
+        "post_seconds": round(post_seconds, 2),
+        "runs_per_s": round(rate, 1),
+        "baseline_spawn_per_s": round(raw, 1),
+        "ratio": round(rate / raw, 3),
+        "target_ratio": 0.5,
+        "met": rate / raw >= 0.5,
+        **cpu,
+        "profile": summarize(profile_path),
+    }
+    log(f"dispatch: {rate:.0f} runs/s recorded success ({result['ratio']:.0%} of raw spawn)")
+    return result
+
+
+async def cron(database_url: str, log: Callable[[str], None], profile: bool = False) -> dict:
+    """Delay from tick to start for ``CRON_TASKS`` tasks due the same second."""
+    daemon = start_daemon("cron", cron_config(), database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        # Ticks from the second after the daemon is ready until a second before it stops.
+        with recording(daemon.pid, "cron", profile) as profile_path:
+            usage = Usage(daemon)
+            first: datetime = await conn.fetchval(
+                "SELECT date_trunc('second', now()) + interval '1 s'"
+            )
+            await asyncio.sleep(CRON_SECONDS)
+            last: datetime = await conn.fetchval(
+                "SELECT date_trunc('second', now()) - interval '1 s'"
+            )
+            await asyncio.sleep(2)  # let the last ticks start
+            cpu = usage.result()
+    finally:
+        daemon.stop()
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT extract(epoch FROM start_at - created_at) * 1000 AS delay_ms, status,
+                   coalesce(end_reason, status) AS outcome
+            FROM runs WHERE task_name LIKE 'bench-cron-%' AND retry_attempt = 0
+              AND created_at BETWEEN $1 AND $2
+            """,
+            first,
+            last,
+        )
+    finally:
+        await conn.close()
+    ticks = round((last - first).total_seconds()) + 1
+    delays = [float(r["delay_ms"]) for r in rows if r["delay_ms"] is not None]
+    result = {
+        "tasks": CRON_TASKS,
+        "ticks": ticks,
+        "expected_runs": ticks * CRON_TASKS,
+        "runs": len(rows),
+        "started": len(delays),
+        "outcomes": dict(Counter(r["outcome"] for r in rows)),
+        "p50_ms": round(percentile(delays, 0.5), 1) if delays else None,
+        "p99_ms": round(percentile(delays, 0.99), 1) if delays else None,
+        "max_ms": round(max(delays), 1) if delays else None,
+        "target_p99_ms": 100.0,
+        **cpu,
+        "profile": summarize(profile_path),
+    }
+    result["met"] = bool(delays) and result["p99_ms"] <= 100.0
+    log(
+        f"cron: {len(delays)} of {result['expected_runs']} ticks started;"
+        f" tick->start p50 {result['p50_ms']} p99 {result['p99_ms']} ms"
+    )
+    return result

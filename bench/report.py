@@ -1,0 +1,136 @@
+"""The results as Markdown tables: printed by ``make bench`` and kept in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+START = "<!-- bench:results:start -->"
+END = "<!-- bench:results:end -->"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.2f}"
+
+
+def _cpu(figures: dict) -> str:
+    value = figures.get("daemon_cpu_pct")
+    return "—" if value is None else f"{value:.0f}% of a core"
+
+
+def _met(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "**no**")
+
+
+def listing_table(listing: dict) -> list[str]:
+    floor = listing["floor"]
+    lines = [
+        f"HTTP floor (`GET /schemas/Run.json`, no database): p50 {_ms(floor['p50_ms'])} ms,"
+        f" p99 {_ms(floor['p99_ms'])} ms. SQL = the adapter's page + total statements through"
+        " asyncpg, same parameters.",
+        "",
+        "| listing | query | total | p50 ms | p99 ms | SQL p50 | SQL p99 | target p99 | met |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for q in listing["queries"]:
+        scope = "task `big`" if q["scope"] == "task" else "`/api/runs`"
+        lines.append(
+            f"| {scope} | {q['query']} | {q['total']:,} | {_ms(q['p50_ms'])} | {_ms(q['p99_ms'])}"
+            f" | {_ms(q['baseline_sql_p50_ms'])} | {_ms(q['baseline_sql_p99_ms'])}"
+            f" | {_ms(q['target_p99_ms'])} | {_met(q['met'])} |"
+        )
+    return lines
+
+
+def render(results: dict) -> str:
+    """Every section present in ``results`` as Markdown."""
+    out: list[str] = []
+    m = results["machine"]
+    out.append(
+        f"Run {results['started_at']} on {m['cpus']} CPUs ({m['cpu_model']}), "
+        f"{m['memory_gb']} GB RAM, {m['postgres']}, Python {m['python']}; "
+        f"load average {m['load_before']} before, {m['load_after']} after; "
+        f"{results['seconds']:.0f} s in all."
+    )
+    seed = results.get("seed")
+    if seed:
+        how = "reused" if seed["reused"] else f"loaded in {seed['seconds']['total']:.0f} s"
+        out.append(f"History: {seed['runs']:,} runs, {seed['task_runs']:,} in `big` ({how}).")
+    out.append("")
+    if "listing" in results:
+        out += ["### Listing", "", *listing_table(results["listing"]), ""]
+    if "throughput" in results:
+        out += ["### Throughput (16 connections, separate process)", ""]
+        out += [
+            "| endpoint | tool | req/s | target | daemon CPU | machine busy |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for name, t in results["throughput"].items():
+            target = t.get("target_rps")
+            out.append(
+                f"| {name} | {t['tool']} | {t['rps']:,.0f} | {target or ''}"
+                f" | {_cpu(t)} | {t.get('machine_busy_pct', '—')}% |"
+            )
+        out.append("")
+    if "dispatch" in results:
+        d = results["dispatch"]
+        out += [
+            "### Dispatch",
+            "",
+            f"{d['triggers']:,} API triggers of `true` (max_concurrent {d['max_concurrent']},"
+            f" {d['clients']} clients): **{d['runs_per_s']:,.0f} runs/s** recorded success"
+            f" vs raw `asyncio.create_subprocess_exec('true')` {d['baseline_spawn_per_s']:,.0f}/s"
+            f" = {d['ratio']:.0%} (target ≥ 50%: {_met(d['met'])}). Daemon CPU {_cpu(d)},"
+            f" machine {d.get('machine_busy_pct', '—')}% busy.",
+            "",
+        ]
+    if "cron" in results:
+        c = results["cron"]
+        out += [
+            f"Cron: {c['tasks']} tasks due every second for {c['ticks']} s: {c['started']:,} of"
+            f" {c['expected_runs']:,} ticks started; tick → start_at p50 {_ms(c['p50_ms'])} ms,"
+            f" p99 {_ms(c['p99_ms'])} ms, max {_ms(c['max_ms'])} ms"
+            f" (target p99 ≤ 100 ms: {_met(c['met'])}). Outcomes {c['outcomes']};"
+            f" daemon CPU {_cpu(c)}, machine {c.get('machine_busy_pct', '—')}% busy.",
+            "",
+        ]
+    if "output" in results:
+        o = results["output"]
+        out += [
+            "### Output",
+            "",
+            "| what | figure | target |",
+            "|---|---:|---|",
+            f"| 200 MB captured and stored | {o['mb_per_s']:,.1f} MB/s | |",
+            f"| floor: pipe to /dev/null | {o['baseline_pipe_mb_per_s']:,.1f} MB/s | |",
+            f"| floor: asyncpg COPY, 64 KiB chunks | {o['baseline_storage_mb_per_s']:,.1f} MB/s"
+            " | |",
+            f"| captured / storage floor | {o['ratio_to_storage']:.0%} | ≥ 50%: {_met(o['met'])} |",
+            f"| daemon peak RSS while capturing | {o['rss_peak_mb']:,.0f} MB |"
+            f" ≤ 150 MB: {_met(o['rss_met'])} |",
+            f"| daemon CPU while capturing (of one core) | {_cpu(o)} | |",
+        ]
+        for name, page in o["log_pages"].items():
+            out.append(
+                f"| page of 1,000 lines at the {name} (line {page['from']:,}), p50 / p99 |"
+                f" {_ms(page['p50_ms'])} / {_ms(page['p99_ms'])} ms"
+                f" | ≤ 20 ms: {_met(page['met'])} |"
+            )
+        out.append("")
+    if "idle_rss_mb" in results:
+        out.append(
+            f"Idle RSS with 10 tasks configured: **{results['idle_rss_mb']:.0f} MB** (aim ≤ 80 MB)."
+        )
+    return "\n".join(out).rstrip() + "\n"
+
+
+def update_markdown(path: Path, text: str) -> bool:
+    """Replace the results section of ``path`` between the markers; False if it has none."""
+    if not path.exists():
+        return False
+    content = path.read_text()
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(content):
+        return False
+    path.write_text(pattern.sub(lambda _: f"{START}\n{text}{END}", content))
+    return True
