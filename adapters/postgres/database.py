@@ -55,7 +55,10 @@ def create_engine(url: str) -> AsyncEngine:
         pool_size=10,
         max_overflow=10,
         pool_timeout=30,
-        pool_pre_ping=True,
+        # No ping per checkout: it costs a round trip on every transaction. A connection
+        # the server dropped fails on use, SQLAlchemy then invalidates the pool, and the
+        # caller sees StoreUnavailable (retried by the runtime, a 503 for API clients).
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"timeout": CONNECT_TIMEOUT},
     )

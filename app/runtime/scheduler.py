@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 MAX_SLEEP = 30.0
 """Wake at least this often, so a changed wall clock is noticed."""
+PARALLEL_TASKS = 8
+"""Tasks whose ticks are recorded at once: well under the connection pool's size."""
 RETRY_INTERVAL = 1.0
 """Seconds between attempts to record ticks while the database does not answer."""
 
@@ -85,37 +87,51 @@ class CronScheduler:
     async def fire_due(self, now: datetime) -> bool:
         """Record and dispatch the ticks due since the last look, per ``catch_up``.
 
-        Returns False if some could not be recorded (they stay due for the next look).
+        Tasks are handled concurrently (each under its own lock in the store), so many
+        tasks due the same second all start promptly. Returns False if some ticks could
+        not be recorded (they stay due for the next look).
         """
-        recorded = True
+        due = []
         for name, task in self._tasks.items():
             since = self._last_seen[name]
             ticks = self._schedules[name].ticks_between(since, now, task.max_catch_up_runs + 64)
-            if not ticks:
-                continue
-            try:
-                for tick in select_ticks(task, ticks, now):
-                    await self._fire(task, tick)
-                await self._repo.save_last_tick(name, now)
-            except Exception as exc:
-                # Typically the database is away: keep `since`, so these ticks are caught
-                # up per `catch_up` once it answers again.
-                if name not in self._failing:
-                    self._failing.add(name)
-                    log.warning(
-                        "cron ticks of %s not recorded yet (%s); retrying every %gs",
-                        name,
-                        exc,
-                        RETRY_INTERVAL,
-                        exc_info=not isinstance(exc, StoreUnavailable),
-                    )
-                recorded = False
-                continue
-            if name in self._failing:
-                self._failing.discard(name)
-                log.info("cron ticks of %s recorded again", name)
-            self._last_seen[name] = now
-        return recorded
+            if ticks:
+                due.append((task, select_ticks(task, ticks, now)))
+        if not due:
+            return True
+        limit = asyncio.Semaphore(PARALLEL_TASKS)
+
+        async def one(task: TaskSpec, ticks: list[datetime]) -> bool:
+            async with limit:
+                return await self._fire_task(task, ticks, now)
+
+        results = await asyncio.gather(*(one(task, ticks) for task, ticks in due))
+        return all(results)
+
+    async def _fire_task(self, task: TaskSpec, ticks: list[datetime], now: datetime) -> bool:
+        name = task.name
+        try:
+            for tick in ticks:
+                await self._fire(task, tick)
+            await self._repo.save_last_tick(name, now)
+        except Exception as exc:
+            # Typically the database is away: keep `since`, so these ticks are caught up
+            # per `catch_up` once it answers again.
+            if name not in self._failing:
+                self._failing.add(name)
+                log.warning(
+                    "cron ticks of %s not recorded yet (%s); retrying every %gs",
+                    name,
+                    exc,
+                    RETRY_INTERVAL,
+                    exc_info=not isinstance(exc, StoreUnavailable),
+                )
+            return False
+        if name in self._failing:
+            self._failing.discard(name)
+            log.info("cron ticks of %s recorded again", name)
+        self._last_seen[name] = now
+        return True
 
     async def _fire(self, task: TaskSpec, tick: datetime) -> None:
         admitted = await services.record_cron_tick(self._repo, task, tick)
