@@ -54,9 +54,10 @@ def keepalive_interval() -> float:
     return value if value > 0 else DEFAULT_KEEPALIVE
 
 
-def line_body(line: LogLine) -> schemas.LogLine:
-    """The wire form of one stored line."""
+def line_body(line: LogLine, schema: str = "") -> schemas.LogLine:
+    """The wire form of one stored line; ``schema`` is the URL of the LogLine schema."""
     return schemas.LogLine(
+        schema=schema,
         n=line.n,
         ts=timestamp(line.ts),
         stream=line.stream.value,  # type: ignore[arg-type]
@@ -101,18 +102,20 @@ async def raw_chunks(logs: LogStore, run_id: str, end: int) -> AsyncIterator[byt
         first = lines[-1].n + 1
 
 
-def line_events(lines: list[LogLine]) -> bytes:
+def line_events(lines: list[LogLine], schema: str = "") -> bytes:
     """``line`` events for a batch, ids = line numbers, data = the line as JSON."""
     return b"".join(
-        b"id: %d\nevent: line\ndata: %s\n\n" % (line.n, _encoder.encode(line_body(line)))
+        b"id: %d\nevent: line\ndata: %s\n\n" % (line.n, _encoder.encode(line_body(line, schema)))
         for line in lines
     )
 
 
-def done_event(final_line: int, run: Run) -> bytes:
+def done_event(final_line: int, run: Run, schema: str = "") -> bytes:
     """The last event of a stream: the last line number (-1 if none) and how the run ended."""
     status = run.end_reason.value if run.end_reason else run.status.value
-    data = _encoder.encode({"final_line": final_line, "status": status})
+    data = _encoder.encode(
+        schemas.LogStreamDone(schema=schema, final_line=final_line, status=status)
+    )
     return b"event: done\ndata: %s\n\n" % data
 
 
@@ -189,6 +192,7 @@ async def follow(
     lease: Lease,
     keepalive: float,
     poll: float = POLL_INTERVAL,
+    base_url: str = "",
 ) -> AsyncIterator[bytes]:
     """SSE bytes: every line from ``start`` on, live, then ``done`` once the run ended.
 
@@ -198,6 +202,8 @@ async def follow(
     Ends without ``done`` if the run is deleted, the store fails or the daemon shuts down
     (:func:`stop_streams`); the client resumes with ``Last-Event-ID``.
     """
+    line_schema = f"{base_url}/schemas/LogLine.json" if base_url else ""
+    done_schema = f"{base_url}/schemas/LogStreamDone.json" if base_url else ""
     loop = asyncio.get_running_loop()
     next_n = start
     quiet_since = loop.time()
@@ -212,13 +218,13 @@ async def follow(
             lines = await logs.read(run_id, next_n, STREAM_BATCH)
             if lines:
                 next_n = lines[-1].n + 1
-                yield line_events(lines)
+                yield line_events(lines, line_schema)
                 quiet_since = loop.time()
                 if len(lines) == STREAM_BATCH:
                     continue
             if run.status is RunStatus.ENDED:
                 _, total = await logs.stats(run_id)
-                yield done_event(total - 1, run)
+                yield done_event(total - 1, run, done_schema)
                 return
             if loop.time() - quiet_since >= keepalive:
                 yield KEEPALIVE_COMMENT

@@ -128,8 +128,9 @@ LogStreamName = Literal["stdout", "stderr", "system"]
 
 
 class LogLine(msgspec.Struct, kw_only=True):
-    """One line of a run's log. Nested in a page, so it carries no ``$schema`` of its own."""
+    """One line of a run's log (in a page, or the data of an SSE ``line`` event)."""
 
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
     n: Annotated[int, msgspec.Meta(ge=0, description="Absolute line number, from 0")]
     ts: Timestamp
     stream: Annotated[LogStreamName, msgspec.Meta(description="Where the line came from")]
@@ -211,3 +212,14 @@ class Info(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 
 WIRE_TYPES.update({cls.__name__: cls for cls in (RunsSummaryBody, TaskBrief, Info)})
+
+
+class LogStreamDone(msgspec.Struct, kw_only=True):
+    """The data of the last event of a log stream."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    final_line: Annotated[int, msgspec.Meta(description="Last line number, -1 if none")]
+    status: Annotated[str, msgspec.Meta(description="The run's end reason")]
+
+
+WIRE_TYPES[LogStreamDone.__name__] = LogStreamDone

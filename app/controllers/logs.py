@@ -16,7 +16,7 @@ from app.controllers.params import RunIdPath, TaskNamePath
 from app.daemon import Daemon
 from app.errors import http_problem
 from app.openapi import problems
-from app.urls import schema_url
+from app.urls import base_url, schema_url
 
 MAX_PAGE_LIMIT = 10_000
 DEFAULT_PAGE_LIMIT = 1000
@@ -115,9 +115,10 @@ class LogController(Controller):
     ) -> schemas.LogPage:
         run = await daemon.get_run(run_id, task_name_path)
         window = await logstream.read_window(daemon.logs, run, from_, limit)
+        line_schema = schema_url(request, "LogLine")
         return schemas.LogPage(
             schema=schema_url(request, "LogPage"),
-            lines=[logstream.line_body(line) for line in window.lines],
+            lines=[logstream.line_body(line, line_schema) for line in window.lines],
             first_available=window.first_available,
             total_lines=window.total_lines,
             truncated=window.first_available > 0,
@@ -210,6 +211,7 @@ class LogController(Controller):
                 start,
                 lease,
                 keepalive=logstream.keepalive_interval(),
+                base_url=base_url(request),
             )
         )
         return Stream(
