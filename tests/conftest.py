@@ -26,7 +26,7 @@ from adapters.postgres.database import create_engine, migrate, with_database
 from adapters.postgres.embedded import EmbeddedPostgres, run_coroutine
 
 # Fixtures shared by suites that keep one daemon per module.
-pytest_plugins = ["tests.support.databases"]
+pytest_plugins = ["tests.support.databases", "tests.support.clients"]
 
 
 def _plain(url: str) -> str:

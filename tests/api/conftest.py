@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
 from adapters.postgres.embedded import run_coroutine
@@ -69,10 +68,10 @@ def listing_daemon(
         daemon.terminate()
 
 
-@pytest.fixture
-def client(listing_daemon: DaemonProcess) -> Iterator[httpx.Client]:
-    with listing_daemon.client() as c:
-        yield c
+@pytest.fixture(scope="module")
+def daemon(listing_daemon: DaemonProcess) -> DaemonProcess:
+    """The daemon the shared ``client`` fixture talks to, unless a module brings its own."""
+    return listing_daemon
 
 
 def write_config(directory: Path, text: str) -> Path:

@@ -33,12 +33,6 @@ def daemon(
         process.terminate()
 
 
-@pytest.fixture
-def client(daemon: DaemonProcess) -> Iterator[httpx.Client]:
-    with daemon.client() as c:
-        yield c
-
-
 @pytest.fixture(scope="module")
 def seq_run(daemon: DaemonProcess) -> str:
     return finished_seq_run(daemon)

@@ -51,12 +51,6 @@ def daemon(
         process.terminate()
 
 
-@pytest.fixture
-def client(daemon: DaemonProcess) -> Iterator[httpx.Client]:
-    with daemon.client() as c:
-        yield c
-
-
 def finished(client: httpx.Client, task: str) -> dict[str, Any]:
     response = client.post(f"/api/tasks/{task}/run", params={"wait": "true", "wait_timeout": 30})
     assert response.status_code == 201, response.text

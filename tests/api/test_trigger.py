@@ -38,12 +38,6 @@ def daemon(
         process.terminate()
 
 
-@pytest.fixture
-def client(daemon: DaemonProcess) -> Iterator[httpx.Client]:
-    with daemon.client() as c:
-        yield c
-
-
 def test_fifty_concurrent_identical_cloud_triggers_create_exactly_one_run(
     daemon: DaemonProcess, client: httpx.Client
 ) -> None:

@@ -68,12 +68,6 @@ def daemon(
         process.terminate()
 
 
-@pytest.fixture
-def client(daemon: DaemonProcess) -> Iterator[httpx.Client]:
-    with daemon.client() as c:
-        yield c
-
-
 def trigger(client: httpx.Client, task: str) -> dict[str, Any]:
     response = client.post(f"/api/tasks/{task}/run")
     assert response.status_code == 201, response.text

@@ -91,12 +91,6 @@ def daemon(
         process.terminate()
 
 
-@pytest.fixture
-def client(daemon: DaemonProcess) -> Iterator[httpx.Client]:
-    with daemon.client() as c:
-        yield c
-
-
 def runs_of(client: httpx.Client, task: str, **params: Any) -> list[dict[str, Any]]:
     body = client.get(f"/api/tasks/{task}/runs", params={"limit": 1000, **params}).json()
     return body["runs"]  # type: ignore[no-any-return]
