@@ -127,8 +127,11 @@ def _kill_processes_of(run_ids: set[str]) -> int:
 
 
 def _start_error_message(spec: ProcessSpec, exc: OSError) -> str:
-    # Python reports a failed chdir with the directory as the filename, else the program.
-    if spec.working_dir is not None and exc.filename == spec.working_dir:
+    # asyncio names the directory of a failed chdir as the filename; uvloop names the
+    # program whatever failed, so look at the directory itself too.
+    if spec.working_dir is not None and (
+        exc.filename == spec.working_dir or not os.path.isdir(spec.working_dir)
+    ):
         what = f"working directory {spec.working_dir}"
     else:
         what = f"shell {spec.shell}"

@@ -88,6 +88,24 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         raise
 
 
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection on which every statement is its own transaction: no BEGIN, no COMMIT.
+
+    For reads and single-statement writes, where an explicit transaction only adds two
+    round trips. Unreachable-database errors surface as ``StoreUnavailable``.
+    """
+    try:
+        async with engine.connect() as connection:
+            # Switches the driver's mode only: no round trip.
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
+    except Exception as error:
+        if is_unavailable(error):
+            raise StoreUnavailable(f"database unavailable: {error}") from error
+        raise
+
+
 async def ping(engine: AsyncEngine) -> bool:
     """Whether the database answers a trivial query within a few seconds."""
     try:

@@ -59,17 +59,36 @@ def _filters(query: RunQuery) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
+DEFERRED_JOIN_OFFSET = 1000
+"""From this offset on, a page without search or status filter finds its ids first."""
+
+
 def page_query(query: RunQuery) -> sa.Select[Any]:
-    """The runs of one page, in the listing's order."""
+    """The runs of one page, in the listing's order.
+
+    A big OFFSET reads and discards that many rows. Without a search or a status filter,
+    ``(task_name,) key, id`` indexes cover the ids' query, so it skips them in an index-only
+    scan and only the page's rows are fetched from the table (a deferred join).
+    """
     key = _SORT_COLUMNS[query.effective_field]
     order = (key.desc(), runs.c.id.desc()) if query.descending else (key.asc(), runs.c.id)
-    return (
-        sa.select(*RUN_COLUMNS)
+    if query.offset < DEFERRED_JOIN_OFFSET or query.search or query.status is not None:
+        return (
+            sa.select(*RUN_COLUMNS)
+            .where(*_filters(query))
+            .order_by(*order)
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+    ids = (
+        sa.select(runs.c.id)
         .where(*_filters(query))
         .order_by(*order)
         .limit(query.limit)
         .offset(query.offset)
+        .subquery("page_ids")
     )
+    return sa.select(*RUN_COLUMNS).join_from(runs, ids, runs.c.id == ids.c.id).order_by(*order)
 
 
 def total_query(query: RunQuery) -> sa.Select[Any]:
@@ -86,3 +105,14 @@ def total_query(query: RunQuery) -> sa.Select[Any]:
             _status_condition(query.status, run_counts.c.status, run_counts.c.end_reason)
         )
     return sa.select(sa.func.coalesce(sa.func.sum(run_counts.c.n), 0)).where(*counted)
+
+
+TOTAL_LABEL = "total_matching"
+
+
+def page_with_total_query(query: RunQuery) -> sa.Select[Any]:
+    """The page, each row also carrying the total (one uncorrelated subquery, run once).
+
+    An empty page carries no total: ask ``total_query`` then.
+    """
+    return page_query(query).add_columns(total_query(query).scalar_subquery().label(TOTAL_LABEL))

@@ -15,12 +15,6 @@ TASK_LOCK_SPACE = 0x72770001
 """First key of every per-task advisory lock ("rw" and a version): fits in an int4."""
 
 _LOCK_TASK = sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:task))")
-# An upsert that changes nothing but locks the counter row, creating it (at 0) if need be.
-_LOCK_COUNTER = sa.text(
-    "INSERT INTO run_counts AS c (task_name, status, end_reason, n) "
-    "VALUES (:task, :status, :reason, 0) "
-    "ON CONFLICT (task_name, status, end_reason) DO UPDATE SET n = c.n"
-)
 
 CounterKey = tuple[str, str, str]
 """(task_name, status, end_reason or '') of a ``run_counts`` row."""
@@ -31,16 +25,16 @@ async def lock_task(conn: AsyncConnection, task_name: str) -> None:
     await conn.execute(_LOCK_TASK, {"space": TASK_LOCK_SPACE, "task": task_name})
 
 
-async def lock_counters(conn: AsyncConnection, keys: list[CounterKey]) -> None:
-    """Lock the ``run_counts`` rows a multi-statement transaction will move, in key order.
+def counter_lock_order(keys: list[CounterKey]) -> list[CounterKey]:
+    """The ``run_counts`` rows a multi-statement transaction will move, in locking order.
 
     The counting trigger locks the rows of one statement in key order, but two statements
     of one transaction (end a run, then insert its retry) would take theirs out of order
     and could deadlock with a run of the same task starting meanwhile. Touching each row
-    first, sorted as the trigger sorts, takes every lock up front in the same order.
+    first (``runwarden_replace`` does, in the order given), sorted as the trigger sorts,
+    takes every lock up front in the same order.
     """
     # Task names compare by code point (COLLATE "C"); statuses and end reasons are
     # lower-case words that differ before any "_", so every collation orders them as
     # Python does.
-    for task, status, reason in sorted(set(keys)):
-        await conn.execute(_LOCK_COUNTER, {"task": task, "status": status, "reason": reason})
+    return sorted(set(keys))

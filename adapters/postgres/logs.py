@@ -15,10 +15,9 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.postgres.database import transaction
+from adapters.postgres.database import autocommit, transaction
 from adapters.postgres.tables import run_log_meta, run_logs
 from domain.errors import RunNotFound
 from domain.logs import LogLine, LogStream
@@ -35,6 +34,18 @@ _STREAMS = {code: stream for stream, code in _STREAM_CODES.items()}
 
 _TRIM_PAGE = 500
 """Chunks ``trim`` reads per query while it looks for where to cut."""
+
+# The chunk and the counts in one statement (so one transaction, without BEGIN/COMMIT).
+_APPEND = sa.text(
+    "WITH chunk AS ("
+    " INSERT INTO run_logs (run_id, first_n, last_n, body, text_bytes)"
+    " VALUES (:run_id, :first, :last, :body, :size))"
+    " INSERT INTO run_log_meta AS m (run_id, first_available, total_lines, stored_bytes)"
+    " VALUES (:run_id, :first, :total, :size)"
+    " ON CONFLICT (run_id) DO UPDATE SET"
+    " total_lines = greatest(m.total_lines, EXCLUDED.total_lines),"
+    " stored_bytes = m.stored_bytes + EXCLUDED.stored_bytes"
+)
 
 _Row = tuple[int, int, int, str]
 _encoder = msgspec.msgpack.Encoder()
@@ -82,23 +93,17 @@ class PostgresLogStore(LogStore):
             return
         first, last = lines[0].n, lines[-1].n
         size = text_bytes(lines)
-        meta = pg_insert(run_log_meta).values(
-            run_id=run_id, first_available=first, total_lines=last + 1, stored_bytes=size
-        )
-        meta = meta.on_conflict_do_update(
-            index_elements=[run_log_meta.c.run_id],
-            set_={
-                "total_lines": sa.func.greatest(run_log_meta.c.total_lines, last + 1),
-                "stored_bytes": run_log_meta.c.stored_bytes + size,
-            },
-        )
-        chunk = run_logs.insert().values(
-            run_id=run_id, first_n=first, last_n=last, body=encode_chunk(lines), text_bytes=size
-        )
+        params = {
+            "run_id": run_id,
+            "first": first,
+            "last": last,
+            "total": last + 1,
+            "body": encode_chunk(lines),
+            "size": size,
+        }
         try:
-            async with transaction(self._engine) as conn:
-                await conn.execute(chunk)
-                await conn.execute(meta)
+            async with autocommit(self._engine) as conn:
+                await conn.execute(_APPEND, params)
         except sa_exc.IntegrityError as error:
             if getattr(error.orig, "sqlstate", None) == "23503":  # foreign key: no such run
                 raise RunNotFound(run_id) from error
@@ -132,7 +137,7 @@ class PostgresLogStore(LogStore):
             )
             .order_by(run_logs.c.first_n)
         )
-        async with transaction(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             rows = (await conn.execute(stmt)).all()
         found: list[LogLine] = []
         for first_n, body in rows:
@@ -144,7 +149,7 @@ class PostgresLogStore(LogStore):
         stmt = sa.select(run_log_meta.c.first_available, run_log_meta.c.total_lines).where(
             run_log_meta.c.run_id == run_id
         )
-        async with transaction(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             row = (await conn.execute(stmt)).first()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 

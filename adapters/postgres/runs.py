@@ -7,25 +7,43 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.postgres.database import transaction
-from adapters.postgres.listing import page_query, total_query
-from adapters.postgres.locks import CounterKey, lock_counters, lock_task
+from adapters.postgres.database import autocommit, transaction
+from adapters.postgres.listing import TOTAL_LABEL, page_with_total_query, total_query
+from adapters.postgres.locks import CounterKey, counter_lock_order, lock_task
 from adapters.postgres.rows import from_row, has_nul, to_row
 from adapters.postgres.tables import RUN_COLUMNS, run_counts, runs, task_ticks
 from domain import policies
 from domain.listing import RunPage, RunQuery
-from domain.policies import Admission, TaskLoad
+from domain.policies import Admission
 from domain.ports import Admitted, RunCount, RunRepository
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import TaskSpec
 
 _ENDED = RunStatus.ENDED.value
 _IS_CRON_TICK = sa.and_(runs.c.triggered_by == TriggeredBy.CRON.value, runs.c.retry_attempt == 0)
+
+
+# The server-side functions of migration 0005 (see its docstring for what each returns).
+_ADMIT = sa.text(
+    "SELECT f.kind, f.decision, f.pending, (f.run).* "
+    "FROM runwarden_admit(:run, :max_concurrent, :on_overlap, :queue_max) AS f"
+)
+_CLAIM = sa.text("SELECT * FROM runwarden_claim(:id, :task, :at, :max)")
+_REPLACE = sa.text(
+    "SELECT runwarden_replace(:new, :expected, :follow_up, :tasks, :statuses, :reasons)"
+)
+_encoder = msgspec.json.Encoder()
+
+
+def _json(run: Run) -> str:
+    """``run`` as the ``jsonb`` the functions read with ``jsonb_populate_record``."""
+    return _encoder.encode(to_row(run)).decode()
 
 
 def _counter_key(run: Run) -> CounterKey:
@@ -36,44 +54,6 @@ def _counter_key(run: Run) -> CounterKey:
 async def _first_run(conn: AsyncConnection, *where: sa.ColumnElement[bool]) -> Run | None:
     row = (await conn.execute(sa.select(*RUN_COLUMNS).where(*where))).mappings().first()
     return from_row(row) if row is not None else None
-
-
-async def _already_admitted(conn: AsyncConnection, run: Run) -> Admitted | None:
-    """The stored run a repeated trigger stands for: same cloud execution, or same tick."""
-    if run.external_execution_id is not None:
-        found = await _first_run(conn, runs.c.external_execution_id == run.external_execution_id)
-        if found is not None:
-            return Admitted(found, Admission.ACCEPT)
-    if run.triggered_by is TriggeredBy.CRON and run.retry_attempt == 0:
-        found = await _first_run(
-            conn,
-            runs.c.task_name == run.task_name,
-            runs.c.created_at == run.created_at,
-            _IS_CRON_TICK,
-        )
-        if found is not None:
-            return Admitted(found, Admission.SKIP)
-    return None
-
-
-async def _load(conn: AsyncConnection, task_name: str) -> TaskLoad:
-    stmt = (
-        sa.select(runs.c.status, sa.func.count())
-        .where(runs.c.task_name == task_name, runs.c.status != _ENDED)
-        .group_by(runs.c.status)
-    )
-    counts = {status: int(n) for status, n in (await conn.execute(stmt)).all()}
-    return TaskLoad(
-        running=counts.get(RunStatus.RUNNING.value, 0),
-        pending=counts.get(RunStatus.PENDING.value, 0),
-    )
-
-
-async def _running(conn: AsyncConnection, task_name: str) -> builtins.list[Run]:
-    stmt = sa.select(*RUN_COLUMNS).where(
-        runs.c.task_name == task_name, runs.c.status == RunStatus.RUNNING.value
-    )
-    return [from_row(row) for row in (await conn.execute(stmt)).mappings().all()]
 
 
 async def _prunable(
@@ -117,7 +97,7 @@ async def _prunable(
 
 
 class PostgresRunRepository(RunRepository):
-    """Runs in PostgreSQL. Every method is one transaction.
+    """Runs in PostgreSQL. Every method is one transaction, most of them one statement.
 
     ``admit``, ``claim`` and ``prune`` hold the task's advisory lock (``locks.lock_task``)
     for their transaction, so their decisions about one task happen one at a time.
@@ -130,7 +110,7 @@ class PostgresRunRepository(RunRepository):
         """Insert a new run; a duplicate id, external execution id or cron tick raises
         ValueError."""
         try:
-            async with transaction(self._engine) as conn:
+            async with autocommit(self._engine) as conn:
                 await conn.execute(runs.insert().values(to_row(run)))
         except sa_exc.IntegrityError as error:
             raise ValueError(f"run {run.id} conflicts with a stored run: {error.orig}") from error
@@ -145,85 +125,74 @@ class PostgresRunRepository(RunRepository):
                 index_where=_IS_CRON_TICK,
             )
         )
-        async with transaction(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             result = await conn.execute(stmt)
         return result.rowcount == 1
 
     async def replace(self, new: Run, expected: RunStatus, follow_up: Run | None = None) -> bool:
         """Store ``new`` if the stored run still has status ``expected``; then ``follow_up``.
 
-        A ``follow_up`` that conflicts with a stored run raises ValueError and undoes both.
+        A ``follow_up`` that conflicts with a stored run raises ValueError and undoes both:
+        ``runwarden_replace`` is one statement, so one transaction.
         """
-        values = to_row(new)
-        del values["id"]
-        stmt = runs.update().where(runs.c.id == new.id, runs.c.status == expected.value)
+        keys: builtins.list[CounterKey] = []
+        if follow_up is not None:
+            before = (new.task_name, expected.value, "")
+            keys = counter_lock_order([before, _counter_key(new), _counter_key(follow_up)])
+        params = {
+            "new": _json(new),
+            "expected": expected.value,
+            "follow_up": _json(follow_up) if follow_up is not None else None,
+            "tasks": [k[0] for k in keys],
+            "statuses": [k[1] for k in keys],
+            "reasons": [k[2] for k in keys],
+        }
         try:
-            async with transaction(self._engine) as conn:
-                if follow_up is not None:
-                    before = (new.task_name, expected.value, "")
-                    await lock_counters(conn, [before, _counter_key(new), _counter_key(follow_up)])
-                if (await conn.execute(stmt.values(values))).rowcount != 1:
-                    return False
-                if follow_up is not None:
-                    await conn.execute(runs.insert().values(to_row(follow_up)))
+            async with autocommit(self._engine) as conn:
+                replaced = await conn.scalar(_REPLACE, params)
         except sa_exc.IntegrityError as error:
             raise ValueError(
                 f"run {follow_up.id if follow_up else new.id} conflicts with a stored run: "
                 f"{error.orig}"
             ) from error
-        return True
+        return bool(replaced)
 
     async def admit(self, run: Run, task: TaskSpec) -> Admitted:
         """Record a trigger under ``task``'s overlap policy, deciding under the task's lock.
 
         A repeat of a stored cloud execution returns that run (ACCEPT), a repeat of a stored
-        cron tick returns that run (SKIP); neither inserts anything.
+        cron tick returns that run (SKIP); neither inserts anything. ``runwarden_admit``
+        does it all in one statement, applying ``policies.admit`` as the server's copy.
         """
         if run.task_name != task.name:
             raise ValueError(f"run {run.id} is of task {run.task_name!r}, not {task.name!r}")
-        async with transaction(self._engine) as conn:
-            await lock_task(conn, task.name)
-            repeated = await _already_admitted(conn, run)
-            if repeated is not None:
-                return repeated
-            load = await _load(conn, task.name)
-            decision = policies.admit(task, load)
-            to_stop: Sequence[Run] = ()
-            if decision is Admission.TERMINATE:
-                running = await _running(conn, task.name)
-                to_stop = tuple(policies.runs_to_terminate(task, running, load.pending))
-            stored = (
-                run.ended(EndReason.SKIPPED, run.created_at) if decision is Admission.SKIP else run
-            )
-            # Without a conflict target: a tick or an external id recorded meanwhile by a
-            # writer that does not take the lock (``add``, ``add_cron_run``) is no error.
-            insert = pg_insert(runs).values(to_row(stored)).on_conflict_do_nothing()
-            if (await conn.execute(insert)).rowcount == 1:
-                return Admitted(stored, decision, to_stop)
-            repeated = await _already_admitted(conn, run)
-        if repeated is None:
+        params = {
+            "run": _json(run),
+            "max_concurrent": task.max_concurrent,
+            "on_overlap": task.on_overlap.value,
+            "queue_max": task.queue_max,
+        }
+        async with autocommit(self._engine) as conn:
+            rows = (await conn.execute(_ADMIT, params)).mappings().all()
+        if not rows:
             raise ValueError(f"run {run.id} conflicts with a stored run: same id")
-        return repeated
+        first = rows[0]
+        decision = Admission(first["decision"])
+        if first["kind"] == "repeat":
+            return Admitted(from_row(first), decision)
+        stored = run.ended(EndReason.SKIPPED, run.created_at) if decision is Admission.SKIP else run
+        to_stop: Sequence[Run] = ()
+        if decision is Admission.TERMINATE:
+            running = [from_row(row) for row in rows[1:]]
+            to_stop = tuple(policies.runs_to_terminate(task, running, int(first["pending"])))
+        return Admitted(stored, decision, to_stop)
 
     async def claim(self, run: Run, at: datetime, max_concurrent: int) -> Run | None:
         """Move the pending run to running at ``at`` if a slot is free; None otherwise."""
-        async with transaction(self._engine) as conn:
-            await lock_task(conn, run.task_name)
-            stored = await _first_run(conn, runs.c.id == run.id)
-            if stored is None or stored.status is not RunStatus.PENDING:
-                return None
-            if (await _load(conn, stored.task_name)).running >= max_concurrent:
-                return None
-            started = stored.started(at)
-            values = to_row(started)
-            del values["id"]
-            # Enders do not take the lock: the run may have been stopped since it was read.
-            still_pending = runs.update().where(
-                runs.c.id == run.id, runs.c.status == RunStatus.PENDING.value
-            )
-            if (await conn.execute(still_pending.values(values))).rowcount != 1:
-                return None
-        return started
+        params = {"id": run.id, "task": run.task_name, "at": at, "max": max_concurrent}
+        async with autocommit(self._engine) as conn:
+            row = (await conn.execute(_CLAIM, params)).mappings().first()
+        return from_row(row) if row is not None else None
 
     async def prune(
         self, task_name: str, keep_runs: int | None, ended_before: datetime | None, batch: int
@@ -245,7 +214,7 @@ class PostgresRunRepository(RunRepository):
 
     async def last_ticks(self) -> dict[str, datetime]:
         """The latest cron tick handled, per task."""
-        async with transaction(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             rows = (await conn.execute(sa.select(task_ticks))).all()
         return {name: tick for name, tick in rows}
 
@@ -256,14 +225,14 @@ class PostgresRunRepository(RunRepository):
             index_elements=[task_ticks.c.task_name],
             set_={"last_tick": sa.func.greatest(task_ticks.c.last_tick, stmt.excluded.last_tick)},
         )
-        async with transaction(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             await conn.execute(stmt)
 
     async def get(self, run_id: str) -> Run | None:
         """The run with that id, or None."""
         if has_nul(run_id):
             return None
-        async with transaction(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             return await _first_run(conn, runs.c.id == run_id)
 
     async def active(self, task_name: str | None = None) -> builtins.list[Run]:
@@ -274,7 +243,7 @@ class PostgresRunRepository(RunRepository):
                 return []
             stmt = stmt.where(runs.c.task_name == task_name)
         stmt = stmt.order_by(runs.c.created_at, runs.c.id)
-        async with transaction(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [from_row(r) for r in rows]
 
@@ -283,14 +252,14 @@ class PostgresRunRepository(RunRepository):
         if has_nul(run_id):
             return False
         stmt = runs.delete().where(runs.c.id == run_id, runs.c.status == _ENDED)
-        async with transaction(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             result = await conn.execute(stmt)
         return result.rowcount == 1
 
     async def counts(self) -> builtins.list[RunCount]:
         """Stored runs per (task, status, end reason), from the trigger-kept counters."""
         stmt = sa.select(run_counts).where(run_counts.c.n != 0)
-        async with transaction(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             rows = (await conn.execute(stmt)).all()
         return [
             RunCount(task, RunStatus(status), EndReason(reason) if reason else None, int(n))
@@ -313,15 +282,22 @@ class PostgresRunRepository(RunRepository):
         ]
         found = sa.union_all(*latest).subquery()
         stmt = sa.select(found).order_by(found.c.end_at.desc(), found.c.id.desc()).limit(1)
-        async with transaction(self._engine) as conn:
+        async with autocommit(self._engine) as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return from_row(row) if row is not None else None
 
     async def list(self, query: RunQuery) -> RunPage:
-        """Filter, order and window as ``domain.listing.apply_query`` does."""
+        """Filter, order and window as ``domain.listing.apply_query`` does.
+
+        One statement (``page_with_total_query``); only an empty page needs a second for
+        the total.
+        """
         if has_nul(query.task_name) or has_nul(query.search):
             return RunPage(runs=[], total=0)
-        async with transaction(self._engine) as conn:
-            rows = (await conn.execute(page_query(query))).mappings().all()
-            total = await conn.scalar(total_query(query))
-        return RunPage(runs=[from_row(r) for r in rows], total=int(total or 0))
+        async with autocommit(self._engine) as conn:
+            rows = (await conn.execute(page_with_total_query(query))).mappings().all()
+            if rows:
+                count = rows[0][TOTAL_LABEL]
+            else:
+                count = await conn.scalar(total_query(query))
+        return RunPage(runs=[from_row(r) for r in rows], total=int(count or 0))
