@@ -8,6 +8,7 @@ real store. No method awaits midway, so each is atomic within one event loop.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import builtins
 from collections import Counter
@@ -19,7 +20,18 @@ from domain import policies
 from domain.listing import RunPage, RunQuery, apply_query
 from domain.logs import LogLine
 from domain.policies import Admission, TaskLoad
-from domain.ports import Admitted, Clock, LogStore, RunCount, RunRepository
+from domain.ports import (
+    Admitted,
+    Clock,
+    Executor,
+    LogStore,
+    OutputSink,
+    ProcessSpec,
+    ProcessStartError,
+    RunCount,
+    RunningProcess,
+    RunRepository,
+)
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import TaskSpec
 
@@ -303,3 +315,58 @@ class FakeClock(Clock):
             raise ValueError("a clock cannot be advanced backwards")
         self._now += timedelta(seconds=seconds)
         self._monotonic += seconds
+
+
+class InMemoryProcess(RunningProcess):
+    """A process that exits when the test says so (``finish``) or when terminated (-1)."""
+
+    def __init__(self, pid: int, spec: ProcessSpec, sink: OutputSink) -> None:
+        self._pid = pid
+        self.spec = spec
+        self.sink = sink
+        self.exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.signals: list[str] = []
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self.exit)
+
+    async def terminate(self, stop_signal: str, grace: float) -> None:
+        self.signals.append(stop_signal)
+        if not self.exit.done():
+            self.exit.set_result(-1)
+
+    def finish(self, code: int) -> None:
+        """Exit with ``code``."""
+        self.exit.set_result(code)
+
+
+class InMemoryExecutor(Executor):
+    """Starts :class:`InMemoryProcess` es and remembers them, for tests of the runtime.
+
+    ``refuse`` makes ``start`` fail with that message; ``exit_at_once`` makes every new
+    process exit with that code as soon as it starts; ``reaped`` lists the run ids that
+    ``reap_orphans`` was asked about.
+    """
+
+    def __init__(self) -> None:
+        self.started: list[InMemoryProcess] = []
+        self.refuse: str | None = None
+        self.exit_at_once: int | None = None
+        self.reaped: list[str] = []
+
+    async def start(self, spec: ProcessSpec, sink: OutputSink) -> RunningProcess:
+        if self.refuse:
+            raise ProcessStartError(self.refuse)
+        process = InMemoryProcess(1000 + len(self.started), spec, sink)
+        if self.exit_at_once is not None:
+            process.finish(self.exit_at_once)
+        self.started.append(process)
+        return process
+
+    async def reap_orphans(self, run_ids: Collection[str]) -> int:
+        self.reaped.extend(run_ids)
+        return 0

@@ -7,49 +7,12 @@ import asyncio
 import pytest
 
 from adapters.clock import SystemClock
-from adapters.memory import InMemoryLogStore, InMemoryRunRepository
+from adapters.memory import InMemoryExecutor, InMemoryLogStore, InMemoryRunRepository
 from app.runtime.dispatcher import Dispatcher
 from domain import services
 from domain.logs import LogStream
-from domain.ports import Executor, OutputSink, ProcessSpec, ProcessStartError, RunningProcess
 from domain.run import EndReason, Run, RunStatus
 from domain.tasks import TaskSpec
-
-
-class FakeProcess(RunningProcess):
-    def __init__(self, pid: int, sink: OutputSink) -> None:
-        self._pid = pid
-        self.sink = sink
-        self.exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.signals: list[str] = []
-
-    @property
-    def pid(self) -> int:
-        return self._pid
-
-    async def wait(self) -> int:
-        return await asyncio.shield(self.exit)
-
-    async def terminate(self, stop_signal: str, grace: float) -> None:
-        self.signals.append(stop_signal)
-        if not self.exit.done():
-            self.exit.set_result(-1)
-
-    def finish(self, code: int) -> None:
-        self.exit.set_result(code)
-
-
-class FakeExecutor(Executor):
-    def __init__(self) -> None:
-        self.started: list[tuple[ProcessSpec, FakeProcess]] = []
-        self.refuse: str | None = None
-
-    async def start(self, spec: ProcessSpec, sink: OutputSink) -> RunningProcess:
-        if self.refuse:
-            raise ProcessStartError(self.refuse)
-        process = FakeProcess(1000 + len(self.started), sink)
-        self.started.append((spec, process))
-        return process
 
 
 async def settle() -> None:
@@ -69,7 +32,7 @@ class World:
         self.repo = InMemoryRunRepository()
         self.logs = InMemoryLogStore()
         self.clock = SystemClock()
-        self.executor = FakeExecutor()
+        self.executor = InMemoryExecutor()
         self.tasks = {t.name: t for t in tasks}
         self.dispatcher = Dispatcher(self.repo, self.logs, self.executor, self.clock, self.tasks)
 
@@ -99,7 +62,7 @@ async def test_runs_of_a_task_queue_in_order_up_to_max_concurrent(make_world) ->
         RunStatus.PENDING,
         RunStatus.PENDING,
     ]
-    world.executor.started[0][1].finish(0)
+    world.executor.started[0].finish(0)
     await eventually(lambda: _is(world, runs[2], RunStatus.RUNNING))
     assert await world.status(runs[3]) is RunStatus.PENDING
     assert (await world.stored(runs[0])).end_reason is EndReason.SUCCESS
@@ -126,7 +89,8 @@ async def _is(world: World, run: Run, status: RunStatus) -> bool:
 async def test_the_process_gets_the_command_and_run_identity(make_world) -> None:
     world = make_world(TaskSpec(name="t", run="echo hi", env={"A": "1"}, working_dir="/tmp"))
     run = await world.trigger("t")
-    spec, process = world.executor.started[0]
+    process = world.executor.started[0]
+    spec = process.spec
     assert (spec.command, spec.working_dir, spec.env["A"]) == ("echo hi", "/tmp", "1")
     assert spec.env["RUNWARDEN_RUN_ID"] == run.id
     assert (await world.stored(run)).pid == process.pid
@@ -135,7 +99,7 @@ async def test_the_process_gets_the_command_and_run_identity(make_world) -> None
 async def test_output_is_stored_as_numbered_lines(make_world) -> None:
     world = make_world(TaskSpec(name="t", run="x"))
     run = await world.trigger("t")
-    process = world.executor.started[0][1]
+    process = world.executor.started[0]
     await process.sink.write(LogStream.STDOUT, b"one\ntwo")
     await process.sink.write(LogStream.STDERR, b"err\n")
     process.finish(0)
@@ -153,7 +117,7 @@ async def test_a_nonzero_exit_fails_unless_it_is_a_success_code(make_world) -> N
         TaskSpec(name="t", run="x"), TaskSpec(name="u", run="x", exit_codes=frozenset({3}))
     )
     failed, allowed = await world.trigger("t"), await world.trigger("u")
-    for _, process in world.executor.started:
+    for process in world.executor.started:
         process.finish(3)
     await eventually(lambda: _is(world, allowed, RunStatus.ENDED))
     await eventually(lambda: _is(world, failed, RunStatus.ENDED))
@@ -178,7 +142,7 @@ async def test_stopping_a_running_run_signals_it_and_records_stopped(make_world)
     world = make_world(TaskSpec(name="t", run="x", stop_signal="SIGINT"))
     run = await world.trigger("t")
     await world.dispatcher.stop(run)
-    assert world.executor.started[0][1].signals == ["SIGINT"]
+    assert world.executor.started[0].signals == ["SIGINT"]
     assert (await world.stored(run)).end_reason is EndReason.STOPPED
 
 
@@ -218,7 +182,7 @@ async def test_shutdown_stops_running_runs_and_leaves_queued_ones_pending(make_w
 async def test_every_submitted_run_ends_exactly_once(make_world, count: int) -> None:
     world = make_world(TaskSpec(name="t", run="x", max_concurrent=count))
     runs = [await world.trigger("t") for _ in range(count)]
-    for _, process in world.executor.started:
+    for process in world.executor.started:
         process.finish(0)
     for run in runs:
         await eventually(lambda r=run: _is(world, r, RunStatus.ENDED))

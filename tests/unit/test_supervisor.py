@@ -11,53 +11,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from adapters.memory import FakeClock, InMemoryLogStore, InMemoryRunRepository
+from adapters.memory import (
+    FakeClock,
+    InMemoryExecutor,
+    InMemoryLogStore,
+    InMemoryProcess,
+    InMemoryRunRepository,
+)
 from app.runtime.supervisor import ServiceSupervisor
 from domain.errors import TaskNotFound
-from domain.ports import Executor, OutputSink, ProcessSpec, ProcessStartError, RunningProcess
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import Backoff, TaskKind, TaskSpec
-
-
-class FakeProcess(RunningProcess):
-    def __init__(self, pid: int, spec: ProcessSpec, exit_at_once: int | None) -> None:
-        self._pid = pid
-        self.spec = spec
-        self.exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.signals: list[str] = []
-        if exit_at_once is not None:
-            self.exit.set_result(exit_at_once)
-
-    @property
-    def pid(self) -> int:
-        return self._pid
-
-    async def wait(self) -> int:
-        return await asyncio.shield(self.exit)
-
-    async def terminate(self, stop_signal: str, grace: float) -> None:
-        self.signals.append(stop_signal)
-        if not self.exit.done():
-            self.exit.set_result(-1)
-
-    def finish(self, code: int) -> None:
-        self.exit.set_result(code)
-
-
-class FakeExecutor(Executor):
-    """Starts fake processes; ``exit_at_once`` makes them exit as soon as they start."""
-
-    def __init__(self) -> None:
-        self.started: list[FakeProcess] = []
-        self.refuse: str | None = None
-        self.exit_at_once: int | None = None
-
-    async def start(self, spec: ProcessSpec, sink: OutputSink) -> RunningProcess:
-        if self.refuse:
-            raise ProcessStartError(self.refuse)
-        process = FakeProcess(1000 + len(self.started), spec, self.exit_at_once)
-        self.started.append(process)
-        return process
 
 
 class FakeSleep:
@@ -83,7 +47,7 @@ class World:
         self.repo = InMemoryRunRepository()
         self.logs = InMemoryLogStore()
         self.clock = FakeClock()
-        self.executor = FakeExecutor()
+        self.executor = InMemoryExecutor()
         self.sleep = FakeSleep()
         self.supervisor = ServiceSupervisor(
             self.repo,
@@ -98,7 +62,7 @@ class World:
         runs = sorted(self.repo.runs.values(), key=lambda r: r.id)
         return [r for r in runs if replica is None or r.replica_index == replica]
 
-    def process_of(self, run: Run) -> FakeProcess:
+    def process_of(self, run: Run) -> InMemoryProcess:
         return next(p for p in self.executor.started if p.pid == run.pid)
 
 

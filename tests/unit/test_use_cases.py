@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.memory import FakeClock, InMemoryRunRepository
+from adapters.memory import FakeClock, InMemoryExecutor, InMemoryRunRepository
 from domain import services
 from domain.errors import (
     NotTriggerable,
@@ -199,23 +199,12 @@ async def test_reconcile_retries_a_crashed_run_when_its_task_allows(
     assert [(r.retry_attempt, r.retry_of_run_id) for r in resumed] == [(1, run.id)]
 
 
-class OrphanReaper:
-    """Records which runs' leftover processes it was asked to kill."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-
-    async def reap_orphans(self, run_ids: list[str]) -> int:
-        self.asked += run_ids
-        return len(run_ids)
-
-
 async def test_reconcile_kills_the_orphans_of_crashed_runs_only(
     repo: InMemoryRunRepository, clock: FakeClock
 ) -> None:
     running = await trigger(repo, clock, TASK)
     await services.claim_run(repo, TASK, running, T0)
     await trigger(repo, clock, TASK)  # pending: it never had a process
-    reaper = OrphanReaper()
-    await services.reconcile_on_start(repo, clock, {"backup": TASK}, reaper)  # type: ignore[arg-type]
-    assert reaper.asked == [running.id]
+    executor = InMemoryExecutor()
+    await services.reconcile_on_start(repo, clock, {"backup": TASK}, executor)
+    assert executor.reaped == [running.id]
