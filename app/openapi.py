@@ -33,6 +33,18 @@ DATABASE_STATUS = 503
 """Operations that read or write the database answer this while it is unreachable."""
 
 
+def event_stream_response() -> dict[int, ResponseSpec]:
+    """The 200 response of a server-sent events route."""
+    return {
+        200: ResponseSpec(
+            data_container=str,
+            media_type="text/event-stream",
+            description="The events",
+            generate_examples=False,
+        )
+    }
+
+
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
     """Declare problem+json responses, so the document does not show Litestar's own shape."""
     return {

@@ -7,13 +7,12 @@ from typing import Any
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import ServiceUnavailableException
-from litestar.openapi import ResponseSpec
 from litestar.params import SkipValidation
 from litestar.response import Stream
 
 from app import events
 from app.controllers.params import TaskNameQuery
-from app.openapi import api_problems
+from app.openapi import api_problems, event_stream_response
 from app.urls import schema_url
 from domain.ports import RunEventSource
 
@@ -54,12 +53,7 @@ class RunEventController(Controller):
         description=DESCRIPTION,
         media_type="text/event-stream",
         responses={
-            200: ResponseSpec(
-                data_container=str,
-                media_type="text/event-stream",
-                description="The events",
-                generate_examples=False,
-            ),
+            **event_stream_response(),
             **api_problems(422),
         },
     )

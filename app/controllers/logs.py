@@ -15,7 +15,7 @@ from app import logstream, schemas
 from app.controllers.params import RunIdPath, TaskNamePath
 from app.daemon import Daemon
 from app.errors import http_problem
-from app.openapi import problems
+from app.openapi import event_stream_response, problems
 from app.urls import base_url, schema_url
 
 MAX_PAGE_LIMIT = 10_000
@@ -170,12 +170,7 @@ class LogController(Controller):
         ),
         media_type="text/event-stream",
         responses={
-            200: ResponseSpec(
-                data_container=str,
-                media_type="text/event-stream",
-                description="The events",
-                generate_examples=False,
-            ),
+            **event_stream_response(),
             **problems(404, 422, 503),
         },
     )
