@@ -13,6 +13,7 @@ from domain.listing import (
     TASK_NAME_MAX_LENGTH,
     TASK_NAME_PATTERN,
 )
+from domain.run import EndReason, RunStatus
 
 TaskNamePath = Annotated[
     str,
@@ -37,13 +38,20 @@ Limit = Annotated[
 Offset = Annotated[
     int, QueryParameter(description="Pagination offset", ge=0, le=2**63 - 1, format="int64")
 ]
+_STATUS_WORD = "(?:" + "|".join([*RunStatus, *EndReason]) + ")"
+STATUS_PATTERN = rf"^\s*(?:{_STATUS_WORD}\s*(?:,\s*{_STATUS_WORD}\s*)*)?$"
+"""A phase or an end reason, or a comma-separated list of them; blank means no filter."""
+
 StatusParam = Annotated[
     str | None,
     QueryParameter(
         description=(
-            "Filter by run status: a phase (pending, running, ended) or an end reason, "
+            "Filter by run status: a phase (pending, running, ended) or an end reason "
+            "(success, failed, stopped, timeout, crashed, skipped, log_overflow), "
             "or a comma-separated list of them"
-        )
+        ),
+        # In the document only: parse_status_filter validates, naming the unknown word.
+        schema_extra={"pattern": STATUS_PATTERN},
     ),
 ]
 TaskNameQuery = Annotated[str | None, QueryParameter(description="Filter by task name")]
