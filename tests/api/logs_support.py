@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.support.daemon import DaemonProcess, start_daemon, wait_for
+from tests.support.daemon import DaemonProcess, running_daemon, wait_for
 
 CONFIG = """
 [tasks.seq]
@@ -37,11 +39,24 @@ log_on_full = "drop_old"
 """
 
 
-def start_log_daemon(database_url: str, workdir: Path) -> DaemonProcess:
+def log_daemon(database_url: str, workdir: Path) -> AbstractContextManager[DaemonProcess]:
     """A daemon with :data:`CONFIG`'s tasks and a short keep-alive, so tests see one."""
-    config = workdir / "runwarden.toml"
-    config.write_text(CONFIG)
-    return start_daemon(config, database_url, workdir, {"RUNWARDEN_LOG_KEEPALIVE": "0.3"})
+    return running_daemon(CONFIG, database_url, workdir, {"RUNWARDEN_LOG_KEEPALIVE": "0.3"})
+
+
+@pytest.fixture(scope="module", name="daemon")
+def daemon_fixture(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DaemonProcess]:
+    """The module's :func:`log_daemon` (a module uses it by naming it at top level)."""
+    with log_daemon(module_database_url, tmp_path_factory.mktemp("logs")) as process:
+        yield process
+
+
+@pytest.fixture(scope="module", name="seq_run")
+def seq_run_fixture(daemon: DaemonProcess) -> str:
+    """A finished run of the ``seq`` task."""
+    return finished_seq_run(daemon)
 
 
 def trigger(client: httpx.Client, task: str) -> str:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.api.logs_support import (
-    finished_seq_run,
+    daemon_fixture,
+    log_daemon,
     log_url,
+    seq_run_fixture,
     sse_events,
-    start_log_daemon,
     trigger,
     wait_ended,
 )
@@ -23,27 +23,14 @@ from tests.support.daemon import DaemonProcess, wait_for
 
 PER_CLIENT_STREAMS = 8
 
+# The module's daemon and finished run: fixtures shared with the other log tests.
+__all__ = ["daemon_fixture", "seq_run_fixture"]
+
 
 def without_schema(data: dict) -> dict:  # type: ignore[type-arg]
     """The event data less its ``$schema``, which every object must carry."""
     assert data.pop("$schema").endswith(".json")
     return data
-
-
-@pytest.fixture(scope="module")
-def daemon(
-    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DaemonProcess]:
-    process = start_log_daemon(module_database_url, tmp_path_factory.mktemp("logs"))
-    try:
-        yield process
-    finally:
-        process.terminate()
-
-
-@pytest.fixture(scope="module")
-def seq_run(daemon: DaemonProcess) -> str:
-    return finished_seq_run(daemon)
 
 
 def test_a_stream_replays_from_the_end_of_an_ended_run_then_says_done(
@@ -182,18 +169,15 @@ def test_a_stream_on_another_daemon_follows_the_run_through_the_database(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     # Both started before the run, so neither takes the other's run for a crashed one.
-    runner = start_log_daemon(database_url, tmp_path_factory.mktemp("runner"))
-    try:
-        watcher = start_log_daemon(database_url, tmp_path_factory.mktemp("watcher"))
-        try:
-            with runner.client() as on_runner, watcher.client() as on_watcher:
-                run_id = trigger(on_runner, "chatty")
-                with on_watcher.stream("GET", log_url("chatty", run_id, "/stream")) as r:
-                    events = list(sse_events(r))
-        finally:
-            watcher.terminate()
-    finally:
-        runner.terminate()
+    with (
+        log_daemon(database_url, tmp_path_factory.mktemp("runner")) as runner,
+        log_daemon(database_url, tmp_path_factory.mktemp("watcher")) as watcher,
+        runner.client() as on_runner,
+        watcher.client() as on_watcher,
+    ):
+        run_id = trigger(on_runner, "chatty")
+        with on_watcher.stream("GET", log_url("chatty", run_id, "/stream")) as r:
+            events = list(sse_events(r))
     lines = [json.loads(e["data"])["text"] for e in events if e.get("event") == "line"]
     assert lines == [f"line {i}" for i in range(1, 3001)]
     assert without_schema(json.loads(events[-1]["data"])) == {

@@ -3,39 +3,25 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.api.logs_support import (
-    finished_seq_run,
+    daemon_fixture,
     log_url,
+    seq_run_fixture,
     sse_events,
-    start_log_daemon,
     trigger,
     wait_ended,
 )
-from tests.support.daemon import DaemonProcess, wait_for
+from tests.support.daemon import wait_for
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
-
-@pytest.fixture(scope="module")
-def daemon(
-    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DaemonProcess]:
-    process = start_log_daemon(module_database_url, tmp_path_factory.mktemp("logs"))
-    try:
-        yield process
-    finally:
-        process.terminate()
-
-
-@pytest.fixture(scope="module")
-def seq_run(daemon: DaemonProcess) -> str:
-    return finished_seq_run(daemon)
+# The module's daemon and finished run: fixtures shared with the other log tests.
+__all__ = ["daemon_fixture", "seq_run_fixture"]
 
 
 def test_a_page_defaults_to_the_last_1000_lines(client: httpx.Client, seq_run: str) -> None:

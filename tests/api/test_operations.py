@@ -12,8 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.postgres.embedded import run_coroutine
-from tests.api.conftest import write_config
-from tests.support.daemon import DaemonProcess, start_daemon
+from tests.support.daemon import DaemonProcess, running_daemon
 
 CONFIG = """
 [scheduler]
@@ -43,12 +42,8 @@ FAILURES = "failed,timeout,crashed,log_overflow"
 def daemon(
     module_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DaemonProcess]:
-    workdir = tmp_path_factory.mktemp("operations")
-    process = start_daemon(write_config(workdir, CONFIG), module_database_url, workdir)
-    try:
-        yield process
-    finally:
-        process.terminate()
+    with running_daemon(CONFIG, module_database_url, tmp_path_factory.mktemp("operations")) as d:
+        yield d
 
 
 def finished(client: httpx.Client, task: str) -> dict[str, Any]:

@@ -9,8 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.api.conftest import write_config
-from tests.support.daemon import DaemonProcess, start_daemon, wait_for
+from tests.support.daemon import DaemonProcess, running_daemon, wait_for
 
 CONFIG = """
 [tasks.quick]
@@ -30,12 +29,8 @@ CROWD = 50
 def daemon(
     module_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DaemonProcess]:
-    workdir = tmp_path_factory.mktemp("trigger")
-    process = start_daemon(write_config(workdir, CONFIG), module_database_url, workdir)
-    try:
-        yield process
-    finally:
-        process.terminate()
+    with running_daemon(CONFIG, module_database_url, tmp_path_factory.mktemp("trigger")) as d:
+        yield d
 
 
 def test_fifty_concurrent_identical_cloud_triggers_create_exactly_one_run(

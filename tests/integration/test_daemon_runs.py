@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from adapters.postgres.embedded import run_coroutine
-from tests.support.daemon import DaemonProcess, start_daemon, wait_for
+from tests.support.daemon import DaemonProcess, running_daemon, start_daemon, wait_for
 
 CONFIG = """
 [defaults]
@@ -58,14 +58,8 @@ working_dir = "/tmp"
 def daemon(
     module_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DaemonProcess]:
-    workdir = tmp_path_factory.mktemp("daemon")
-    config = workdir / "runwarden.toml"
-    config.write_text(CONFIG)
-    process = start_daemon(config, module_database_url, workdir)
-    try:
-        yield process
-    finally:
-        process.terminate()
+    with running_daemon(CONFIG, module_database_url, tmp_path_factory.mktemp("daemon")) as d:
+        yield d
 
 
 def trigger(client: httpx.Client, task: str) -> dict[str, Any]:

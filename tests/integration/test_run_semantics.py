@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.daemon import DaemonProcess, start_daemon, wait_for
+from tests.support.daemon import DaemonProcess, running_daemon, start_daemon, wait_for
 
 CONFIG = """
 [tasks.pair]
@@ -82,13 +82,9 @@ def daemon(
     module_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DaemonProcess]:
     workdir = tmp_path_factory.mktemp("semantics")
-    config = workdir / "runwarden.toml"
-    config.write_text(CONFIG.replace("{marker}", str(workdir / "marker")))
-    process = start_daemon(config, module_database_url, workdir)
-    try:
-        yield process
-    finally:
-        process.terminate()
+    config = CONFIG.replace("{marker}", str(workdir / "marker"))
+    with running_daemon(config, module_database_url, workdir) as d:
+        yield d
 
 
 def runs_of(client: httpx.Client, task: str, **params: Any) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +119,23 @@ def start_daemon(
         time.sleep(0.1)
     daemon.kill()
     raise RuntimeError(f"daemon did not answer within {START_TIMEOUT}s:\n{daemon.log()}")
+
+
+@contextmanager
+def running_daemon(
+    config_text: str,
+    database_url: str,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[DaemonProcess]:
+    """A daemon serving ``config_text`` (written to ``workdir``), terminated afterwards."""
+    config = workdir / "runwarden.toml"
+    config.write_text(config_text)
+    daemon = start_daemon(config, database_url, workdir, extra_env)
+    try:
+        yield daemon
+    finally:
+        daemon.terminate()
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
