@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from domain import policies
 from domain.listing import RunPage, RunQuery, apply_query
-from domain.logs import LogLine
+from domain.logs import LogBatch, LogLine, LogSegment, as_batch
 from domain.policies import Admission, TaskLoad
 from domain.ports import (
     Admitted,
@@ -46,42 +46,45 @@ def _creation_order(run: Run) -> tuple[datetime, str]:
 
 @dataclass
 class _Log:
-    """One run's stored lines, the batches they came in, and its counters."""
+    """One run's stored batches, oldest first, and its counters."""
 
-    lines: list[LogLine] = field(default_factory=list)
-    # (first n, text bytes) of each stored batch, oldest first.
-    chunks: list[tuple[int, int]] = field(default_factory=list)
+    chunks: list[LogBatch] = field(default_factory=list)
     first_available: int = 0
     total_lines: int = 0
     stored_bytes: int = 0
 
 
 class InMemoryLogStore(LogStore):
-    """Log lines in per-run lists, ordered by ``n``, kept in the batches they came in."""
+    """Log lines in per-run lists of the batches they came in, ordered by ``n``."""
 
     def __init__(self) -> None:
         self.logs: dict[str, _Log] = {}
 
-    async def append(self, run_id: str, lines: Sequence[LogLine]) -> None:
+    async def append(self, run_id: str, lines: LogBatch | Sequence[LogLine]) -> None:
         """Store lines that continue the run's log."""
-        if not lines:
+        batch = as_batch(lines)
+        if not batch.count:
             return
         log = self.logs.get(run_id)
         if log is None:
-            log = self.logs[run_id] = _Log(first_available=lines[0].n)
-        size = sum(len(line.text.encode()) for line in lines)
-        log.lines.extend(lines)
-        log.chunks.append((lines[0].n, size))
-        log.total_lines = max(log.total_lines, lines[-1].n + 1)
-        log.stored_bytes += size
+            log = self.logs[run_id] = _Log(first_available=batch.first_n)
+        log.chunks.append(batch)
+        log.total_lines = max(log.total_lines, batch.end)
+        log.stored_bytes += batch.size
 
-    async def read(self, run_id: str, first: int, limit: int) -> list[LogLine]:
+    async def read_batch(self, run_id: str, first: int, limit: int) -> LogBatch:
         """Up to ``limit`` lines with ``n >= first``, in order."""
         log = self.logs.get(run_id)
+        first = max(first, 0 if log is None else log.first_available)
         if log is None or limit <= 0:
-            return []
-        start = bisect.bisect_left(log.lines, first, key=lambda line: line.n)
-        return log.lines[start : start + limit]
+            return LogBatch(first)
+        start = bisect.bisect_right(log.chunks, first, key=lambda chunk: chunk.first_n) - 1
+        segments: list[LogSegment] = []
+        for chunk in log.chunks[max(start, 0) :]:
+            if chunk.first_n >= first + limit:
+                break
+            segments.extend(chunk.window(first, limit).segments)
+        return LogBatch(first, segments)
 
     async def stats(self, run_id: str) -> tuple[int, int]:
         """(first available n, one past the last n); (0, 0) when none."""
@@ -94,12 +97,10 @@ class InMemoryLogStore(LogStore):
         if log is None:
             return
         while log.chunks and log.stored_bytes > max(max_bytes, 0):
-            _, size = log.chunks.pop(0)
-            log.stored_bytes -= size
-        log.first_available = log.chunks[0][0] if log.chunks else log.total_lines
+            log.stored_bytes -= log.chunks.pop(0).size
+        log.first_available = log.chunks[0].first_n if log.chunks else log.total_lines
         if not log.chunks:
             log.stored_bytes = 0
-        del log.lines[: bisect.bisect_left(log.lines, log.first_available, key=lambda x: x.n)]
 
     async def delete(self, run_id: str) -> None:
         """Remove every line of the run."""

@@ -21,7 +21,7 @@ import msgspec
 from app import schemas
 from app.presenters import timestamp
 from domain.errors import StoreUnavailable
-from domain.logs import LogLine
+from domain.logs import LogBatch
 from domain.ports import LogStore, RunRepository
 from domain.run import Run, RunStatus
 
@@ -54,22 +54,28 @@ def keepalive_interval() -> float:
     return value if value > 0 else DEFAULT_KEEPALIVE
 
 
-def line_body(line: LogLine, schema: str = "") -> schemas.LogLine:
-    """The wire form of one stored line; ``schema`` is the URL of the LogLine schema."""
-    return schemas.LogLine(
-        schema=schema,
-        n=line.n,
-        ts=timestamp(line.ts),
-        stream=line.stream.value,  # type: ignore[arg-type]
-        text=line.text,
-    )
+def line_bodies(batch: LogBatch, schema: str = "") -> list[schemas.LogLine]:
+    """The wire form of stored lines; ``schema`` is the URL of the LogLine schema.
+
+    Timestamps are formatted once per segment (the lines of one read share theirs).
+    """
+    bodies: list[schemas.LogLine] = []
+    n = batch.first_n
+    for segment in batch.segments:
+        ts, stream = timestamp(segment.ts), segment.stream.value
+        bodies.extend(
+            schemas.LogLine(schema=schema, n=i, ts=ts, stream=stream, text=text)  # type: ignore[arg-type]
+            for i, text in enumerate(segment.lines(), n)
+        )
+        n += segment.count
+    return bodies
 
 
 @dataclass(frozen=True, slots=True)
 class Window:
     """A page of the log as the store had it, before it gets its ``$schema``."""
 
-    lines: list[LogLine]
+    lines: LogBatch
     first_available: int
     total_lines: int
     finalized: bool
@@ -84,29 +90,41 @@ async def read_window(logs: LogStore, run: Run, start: int, limit: int) -> Windo
     first_available, total = await logs.stats(run.id)
     first = total + start if start < 0 else start
     first = max(first, first_available, 0)
-    lines = await logs.read(run.id, first, limit) if first < total else []
-    if lines:
+    lines = await logs.read_batch(run.id, first, limit) if first < total else LogBatch(first)
+    if lines.count:
         # Lines appended between the two reads: the count covers what is shown.
-        total = max(total, lines[-1].n + 1)
+        total = max(total, lines.end)
     return Window(lines, first_available, total, run.status is RunStatus.ENDED)
+
+
+def _text(batch: LogBatch) -> str:
+    """The lines as text, each ending in a newline; joined segments are used as they are."""
+    parts: list[str] = []
+    for segment in batch.segments:
+        if isinstance(segment.texts, str):
+            parts.append(segment.texts)
+            parts.append("\n")
+        else:
+            parts.extend(f"{text}\n" for text in segment.texts)
+    return "".join(parts)
 
 
 async def raw_chunks(logs: LogStore, run_id: str, end: int) -> AsyncIterator[bytes]:
     """The stored lines before ``end`` as UTF-8 text, one chunk per batch read."""
     first = 0
     while first < end:
-        lines = await logs.read(run_id, first, min(RAW_BATCH, end - first))
-        if not lines:
+        batch = await logs.read_batch(run_id, first, min(RAW_BATCH, end - first))
+        if not batch.count:
             return
-        yield "".join(f"{line.text}\n" for line in lines).encode()
-        first = lines[-1].n + 1
+        yield _text(batch).encode()
+        first = batch.end
 
 
-def line_events(lines: list[LogLine], schema: str = "") -> bytes:
+def line_events(batch: LogBatch, schema: str = "") -> bytes:
     """``line`` events for a batch, ids = line numbers, data = the line as JSON."""
     return b"".join(
-        b"id: %d\nevent: line\ndata: %s\n\n" % (line.n, _encoder.encode(line_body(line, schema)))
-        for line in lines
+        b"id: %d\nevent: line\ndata: %s\n\n" % (body.n, _encoder.encode(body))
+        for body in line_bodies(batch, schema)
     )
 
 
@@ -215,12 +233,12 @@ async def follow(
             run = await repo.get(run_id)
             if run is None:
                 return
-            lines = await logs.read(run_id, next_n, STREAM_BATCH)
-            if lines:
-                next_n = lines[-1].n + 1
-                yield line_events(lines, line_schema)
+            batch = await logs.read_batch(run_id, next_n, STREAM_BATCH)
+            if batch.count:
+                next_n = batch.end
+                yield line_events(batch, line_schema)
                 quiet_since = loop.time()
-                if len(lines) == STREAM_BATCH:
+                if batch.count == STREAM_BATCH:
                     continue
             if run.status is RunStatus.ENDED:
                 _, total = await logs.stats(run_id)

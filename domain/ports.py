@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from domain.listing import RunPage, RunQuery
-from domain.logs import LogLine, LogStream
+from domain.logs import LogBatch, LogLine, LogStream
 from domain.policies import Admission
 from domain.run import EndReason, Run, RunStatus
 from domain.tasks import TaskSpec
@@ -125,8 +125,10 @@ class LogStore(Protocol):
 
     Contract:
     - ``append`` stores lines of one run; their ``n`` are consecutive and continue the
-      run's previous append. Appends of one run are never concurrent.
-    - ``read`` returns up to ``limit`` stored lines with ``n >= first``, in order.
+      run's previous append. Appends of one run are never concurrent. A batch is the
+      columnar form the capture makes; a sequence of lines is taken as the same batch.
+    - ``read_batch`` returns up to ``limit`` stored lines with ``n >= first``, in order, as
+      one batch; ``read`` returns the same lines as one object each.
     - ``stats`` returns (first available n, total lines ever appended); (0, 0) when none.
     - ``trim`` drops the run's oldest stored lines, whole batches at a time, until at most
       ``max_bytes`` of text remain (``drop_old``); ``first available`` moves past them and
@@ -134,9 +136,13 @@ class LogStore(Protocol):
     - ``delete`` removes every line of the run.
     """
 
-    async def append(self, run_id: str, lines: Sequence[LogLine]) -> None: ...
+    async def append(self, run_id: str, lines: LogBatch | Sequence[LogLine]) -> None: ...
 
-    async def read(self, run_id: str, first: int, limit: int) -> list[LogLine]: ...
+    async def read_batch(self, run_id: str, first: int, limit: int) -> LogBatch: ...
+
+    async def read(self, run_id: str, first: int, limit: int) -> list[LogLine]:
+        """``read_batch`` as one :class:`LogLine` per line (tests, small reads)."""
+        return (await self.read_batch(run_id, first, limit)).lines()
 
     async def stats(self, run_id: str) -> tuple[int, int]: ...
 

@@ -1,7 +1,15 @@
 """Run logs on PostgreSQL: one compact row per appended batch of lines.
 
-A row of ``run_logs`` holds the lines ``first_n..last_n`` of one run, encoded as a msgpack
-array of ``[n - first_n, ts in epoch microseconds, stream code, text]``. Reading a window
+A row of ``run_logs`` holds the lines ``first_n..last_n`` of one run as msgpack, in one
+of two formats that ``decode_chunk`` tells apart by their first element:
+
+- ``[2, [[count, ts in epoch microseconds, stream code, texts], ...]]``: the segments of a
+  :class:`LogBatch`, where ``texts`` is the lines joined by ``\n`` or an array of them.
+  Capture writes this one: its cost does not grow with the number of lines.
+- ``[[n - first_n, ts, stream code, text], ...]``: a tuple per line (rows written before
+  the columnar format; still read).
+
+Reading a window
 touches only the rows that overlap it, found through the primary key ``(run_id, first_n)``.
 ``run_log_meta`` keeps the counts so ``stats`` is one primary-key lookup, and the bytes of
 text still stored (each row knows its own) so ``trim`` knows how much to drop.
@@ -11,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import msgspec
 import sqlalchemy as sa
@@ -20,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.postgres.database import autocommit, transaction
 from adapters.postgres.tables import run_log_meta, run_logs
 from domain.errors import RunNotFound
-from domain.logs import LogLine, LogStream
+from domain.logs import LogBatch, LogLine, LogSegment, LogStream, as_batch, text_size
 from domain.ports import LogStore
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,38 +56,81 @@ _APPEND = sa.text(
     " stored_bytes = m.stored_bytes + EXCLUDED.stored_bytes"
 )
 
+COLUMNAR = 2
+"""The format marker of columnar chunk bodies."""
+
+_Segment = tuple[int, int, int, str | tuple[str, ...]]
+_Columnar = tuple[Literal[2], list[_Segment]]
 _Row = tuple[int, int, int, str]
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(list[_Row])
+_columnar = msgspec.msgpack.Decoder(_Columnar)
+_per_line = msgspec.msgpack.Decoder(list[_Row])
 
 
-def encode_chunk(lines: Sequence[LogLine]) -> bytes:
-    """One batch of lines as the bytes of a ``run_logs`` row."""
-    first = lines[0].n
+def _micros(ts: datetime) -> int:
+    return (ts - _EPOCH) // _MICROSECOND
+
+
+def encode_chunk(batch: LogBatch) -> bytes:
+    """One batch of lines as the bytes of a ``run_logs`` row (columnar format)."""
     return _encoder.encode(
+        (
+            COLUMNAR,
+            [(s.count, _micros(s.ts), _STREAM_CODES[s.stream], s.texts) for s in batch.segments],
+        )
+    )
+
+
+def decode_chunk(first_n: int, body: bytes) -> LogBatch:
+    """The lines of one ``run_logs`` row, timestamps in UTC, in either format."""
+    try:
+        _, segments = _columnar.decode(body)
+    except msgspec.ValidationError:
+        return _decode_per_line(first_n, body)
+    return LogBatch(
+        first_n,
         [
-            (
-                line.n - first,
-                (line.ts - _EPOCH) // _MICROSECOND,
-                _STREAM_CODES[line.stream],
-                line.text,
-            )
-            for line in lines
+            LogSegment(_STREAMS[code], _EPOCH + us * _MICROSECOND, count, texts, text_size(texts))
+            for count, us, code, texts in segments
+        ],
+    )
+
+
+def _decode_per_line(first_n: int, body: bytes) -> LogBatch:
+    return LogBatch.of(
+        [
+            LogLine(first_n + offset, _EPOCH + us * _MICROSECOND, _STREAMS[code], text)
+            for offset, us, code, text in _per_line.decode(body)
         ]
     )
 
 
-def decode_chunk(first_n: int, body: bytes) -> list[LogLine]:
-    """The lines of one ``run_logs`` row, timestamps in UTC."""
-    return [
-        LogLine(first_n + offset, _EPOCH + us * _MICROSECOND, _STREAMS[code], text)
-        for offset, us, code, text in _decoder.decode(body)
-    ]
-
-
-def text_bytes(lines: Sequence[LogLine]) -> int:
-    """What ``lines`` weigh against a log budget: the UTF-8 bytes of their texts."""
-    return sum(len(line.text.encode()) for line in lines)
+def _read_statement(run_id: str, first: int, limit: int) -> sa.Select[int, bytes]:
+    """The rows overlapping lines ``first..first+limit-1``, in order."""
+    # A window that begins among trimmed lines begins at the first available one instead
+    # (GREATEST ignores the NULL of a log never written).
+    available = (
+        sa.select(run_log_meta.c.first_available)
+        .where(run_log_meta.c.run_id == run_id)
+        .scalar_subquery()
+    )
+    first_n_wanted = sa.func.greatest(max(first, 0), available)
+    # The row holding that line starts at the greatest first_n <= it; from there the
+    # primary key yields the overlapping rows in order.
+    start = (
+        sa.select(sa.func.max(run_logs.c.first_n))
+        .where(run_logs.c.run_id == run_id, run_logs.c.first_n <= first_n_wanted)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(run_logs.c.first_n, run_logs.c.body)
+        .where(
+            run_logs.c.run_id == run_id,
+            run_logs.c.first_n >= sa.func.coalesce(start, first_n_wanted),
+            run_logs.c.first_n < first_n_wanted + limit,
+        )
+        .order_by(run_logs.c.first_n)
+    )
 
 
 class PostgresLogStore(LogStore):
@@ -87,18 +139,19 @@ class PostgresLogStore(LogStore):
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def append(self, run_id: str, lines: Sequence[LogLine]) -> None:
+    async def append(self, run_id: str, lines: LogBatch | Sequence[LogLine]) -> None:
         """Store one batch of consecutive lines as one row; raise RunNotFound for no run."""
-        if not lines:
+        batch = as_batch(lines)
+        count = batch.count
+        if not count:
             return
-        first, last = lines[0].n, lines[-1].n
-        size = text_bytes(lines)
+        first, size = batch.first_n, batch.size
         params = {
             "run_id": run_id,
             "first": first,
-            "last": last,
-            "total": last + 1,
-            "body": encode_chunk(lines),
+            "last": first + count - 1,
+            "total": first + count,
+            "body": encode_chunk(batch),
             "size": size,
         }
         try:
@@ -109,40 +162,21 @@ class PostgresLogStore(LogStore):
                 raise RunNotFound(run_id) from error
             raise
 
-    async def read(self, run_id: str, first: int, limit: int) -> list[LogLine]:
+    async def read_batch(self, run_id: str, first: int, limit: int) -> LogBatch:
         """Up to ``limit`` lines with ``n >= first``, in order."""
         if limit <= 0:
-            return []
-        # A window that begins among trimmed lines begins at the first available one instead
-        # (GREATEST ignores the NULL of a log never written).
-        available = (
-            sa.select(run_log_meta.c.first_available)
-            .where(run_log_meta.c.run_id == run_id)
-            .scalar_subquery()
-        )
-        first_n_wanted = sa.func.greatest(max(first, 0), available)
-        # The row holding that line starts at the greatest first_n <= it; from there the
-        # primary key yields the overlapping rows in order.
-        start = (
-            sa.select(sa.func.max(run_logs.c.first_n))
-            .where(run_logs.c.run_id == run_id, run_logs.c.first_n <= first_n_wanted)
-            .scalar_subquery()
-        )
-        stmt = (
-            sa.select(run_logs.c.first_n, run_logs.c.body)
-            .where(
-                run_logs.c.run_id == run_id,
-                run_logs.c.first_n >= sa.func.coalesce(start, first_n_wanted),
-                run_logs.c.first_n < first_n_wanted + limit,
-            )
-            .order_by(run_logs.c.first_n)
-        )
+            return LogBatch(max(first, 0))
         async with autocommit(self._engine) as conn:
-            rows = (await conn.execute(stmt)).all()
-        found: list[LogLine] = []
+            rows = (await conn.execute(_read_statement(run_id, first, limit))).all()
+        if not rows:
+            return LogBatch(max(first, 0))
+        # The rows are consecutive; the first begins at or before the window (or at the
+        # first available line when the window begins among trimmed ones).
+        segments: list[LogSegment] = []
         for first_n, body in rows:
-            found.extend(line for line in decode_chunk(first_n, body) if line.n >= first)
-        return found[:limit]
+            segments.extend(decode_chunk(first_n, body).segments)
+        whole = LogBatch(rows[0][0], segments)
+        return whole.window(max(first, whole.first_n), limit)
 
     async def stats(self, run_id: str) -> tuple[int, int]:
         """(first available n, total lines appended); (0, 0) when none."""

@@ -118,7 +118,7 @@ class LogController(Controller):
         line_schema = schema_url(request, "LogLine")
         return schemas.LogPage(
             schema=schema_url(request, "LogPage"),
-            lines=[logstream.line_body(line, line_schema) for line in window.lines],
+            lines=logstream.line_bodies(window.lines, line_schema),
             first_available=window.first_available,
             total_lines=window.total_lines,
             truncated=window.first_available > 0,

@@ -5,6 +5,8 @@ Three things bound what one run can cost, whatever its process prints:
 - Memory. Lines are stored in batches of about ``FLUSH_BYTES``; ``write`` awaits the store
   once that much is buffered, so a process printing faster than PostgreSQL stores waits on
   its pipe. One chunk from the executor (64 KiB) adds at most one batch's worth of lines.
+  Lines stay in the columnar segments the assembler makes (one string per chunk read), so
+  nothing here costs a Python step per line unless a budget is crossed inside a chunk.
 - ``log_max_size`` under ``log_on_full``: ``drop_new`` keeps the head and discards the rest,
   ``drop_old`` stores everything and trims the oldest batches, ``kill_task`` asks for the
   process to be stopped. Sizes are UTF-8 bytes of line texts, as the store counts them.
@@ -23,15 +25,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from domain.logs import LineAssembler, LogLine, LogStream
+from domain.logs import LineAssembler, LogBatch, LogSegment, LogStream, utf8_size
 from domain.policies import LogVerdict, log_verdict
 from domain.ports import Clock, LogStore, OutputSink
 from domain.tasks import LogOnFull, TaskSpec
 
 log = logging.getLogger(__name__)
 
-FLUSH_BYTES = 256 * 1024
-"""Buffered output that forces a write: large batches make storage cheap."""
+FLUSH_BYTES = 1024 * 1024
+"""Buffered output that forces a write: large batches make storage cheap. Lines weigh
+their text plus ``_LINE_OVERHEAD``, which also bounds how many lines a stored batch holds
+(a reader splits a batch into one object per line)."""
 FLUSH_INTERVAL = 0.1
 """Seconds a line may wait in memory, so live readers see output promptly."""
 HOLD_BYTES = 8 * 1024 * 1024
@@ -46,14 +50,12 @@ RETRY_MAX = 5.0
 
 _T = TypeVar("_T")
 
-_LINE_OVERHEAD = 64  # bytes of memory a buffered line costs beyond its text, roughly
+_LINE_OVERHEAD = 64  # what a line weighs beyond its text: its object once split
 _DEFAULT_TASK = TaskSpec(name="", run="")
 
 
-def _text_bytes(line: LogLine) -> int:
-    # ``isascii`` is a flag lookup in CPython, so the common case needs no encoding.
-    text = line.text
-    return len(text) if text.isascii() else len(text.encode())
+def _weight(segment: LogSegment) -> int:
+    return segment.size + _LINE_OVERHEAD * segment.count
 
 
 def format_size(size: int) -> str:
@@ -99,9 +101,12 @@ class RunOutput(OutputSink):
         # A trim goes an eighth below the budget, so it is paid once every few batches.
         self._flush_bytes = min(FLUSH_BYTES, max(budget // 8, 1)) if self._trimming else FLUSH_BYTES
         self._trim_to = budget - budget // 8
-        # Lines numbered but not yet stored, in order; the first ``_protected`` of them were
-        # handed to the store and may be stored already, so they are never renumbered.
-        self._pending: list[LogLine] = []
+        # Segments of lines numbered but not yet stored, in order, the first numbered
+        # ``_pending_first``; the first ``_protected`` segments were handed to the store and
+        # may be stored already, so they are never renumbered.
+        self._pending: list[LogSegment] = []
+        self._pending_first = 0
+        self._pending_lines = 0
         self._pending_text = 0
         self._protected = 0
         self._uncertain = False
@@ -161,7 +166,7 @@ class RunOutput(OutputSink):
 
     async def system(self, text: str) -> None:
         """Record a line written by runwarden itself, and store it at once."""
-        self._add([self._lines.system(text, self._clock.now())])
+        self._add(self._lines.system(text, self._clock.now()))
         await self.flush()
 
     async def close(self) -> None:
@@ -185,15 +190,16 @@ class RunOutput(OutputSink):
                     break
                 await asyncio.sleep(min(self._retry_delay(), remaining))
             if self._pending:
-                self._lost += len(self._pending)
+                self._lost += self._pending_lines
                 log.warning(
                     "run %s: gave up storing %d lines of output after %gs; they are lost",
                     self._run_id,
-                    len(self._pending),
+                    self._pending_lines,
                     self._close_timeout,
                 )
                 self._pending.clear()
-                self._pending_text = 0
+                self._pending_first += self._pending_lines
+                self._pending_lines = self._pending_text = 0
 
     async def flush(self) -> None:
         """Store what is buffered, unless the store is failing and no retry is due yet."""
@@ -204,22 +210,37 @@ class RunOutput(OutputSink):
 
     @property
     def _pending_bytes(self) -> int:
-        return self._pending_text + _LINE_OVERHEAD * len(self._pending)
+        return self._pending_text + _LINE_OVERHEAD * self._pending_lines
 
-    def _accept(self, lines: list[LogLine]) -> bool:
+    def _accept(self, batch: LogBatch) -> bool:
         """Buffer new output lines within the budget; True if this batch overflowed it."""
-        if self._trimming or not lines:
-            self._add(lines)
+        size = batch.size
+        if self._trimming or log_verdict(self._task, self._accepted, size) is LogVerdict.KEEP:
+            self._accepted += size
+            self._add(batch)
             return False
-        for i, line in enumerate(lines):
-            size = _text_bytes(line)
-            if log_verdict(self._task, self._accepted, size) is LogVerdict.KEEP:
-                self._accepted += size
+        # The budget ends inside this batch: find the first line that does not fit.
+        kept: list[LogSegment] = []
+        n = batch.first_n
+        for segment in batch.segments:
+            if log_verdict(self._task, self._accepted, segment.size) is LogVerdict.KEEP:
+                self._accepted += segment.size
+                kept.append(segment)
+                n += segment.count
                 continue
-            self._add(lines[:i])
-            self._overflow(line.n, len(lines) - i)
-            return True
-        self._add(lines)
+            texts = segment.lines()
+            for i, text in enumerate(texts):
+                line_size = utf8_size(text)
+                if log_verdict(self._task, self._accepted, line_size) is LogVerdict.KEEP:
+                    self._accepted += line_size
+                    continue
+                if i:
+                    kept.append(LogSegment.of(segment.stream, segment.ts, texts[:i]))
+                self._add(LogBatch(batch.first_n, kept))
+                self._overflow(n + i, batch.end - (n + i))
+                return True
+            n += segment.count
+        self._add(batch)
         return False
 
     def _overflow(self, first_dropped_n: int, dropped: int) -> None:
@@ -227,7 +248,7 @@ class RunOutput(OutputSink):
         self._discarding = True
         now = self._clock.now()
         # Open lines are dropped too; the newline that ends one later counts it.
-        self._partial_streams.update(line.stream for line in self._lines.flush(now))
+        self._partial_streams.update(s.stream for s in self._lines.flush(now).segments)
         self._dropped += dropped
         self._lines.next_n = first_dropped_n
         size = format_size(self._task.log_max_size)
@@ -236,7 +257,7 @@ class RunOutput(OutputSink):
             text = f"runwarden: output exceeded {size} (log_max_size); stopping the task"
         else:
             text = f"runwarden: output truncated at {size} (log_max_size); further output discarded"
-        self._add([self._lines.system(text, now)])
+        self._add(self._lines.system(text, now))
         if self._overflowed and self._on_overflow is not None:
             try:
                 self._on_overflow()
@@ -251,11 +272,14 @@ class RunOutput(OutputSink):
         elif data:
             self._partial_streams.add(stream)
 
-    def _add(self, lines: list[LogLine]) -> None:
-        if not lines:
+    def _add(self, batch: LogBatch) -> None:
+        if not batch.segments:
             return
-        self._pending.extend(lines)
-        self._pending_text += sum(map(_text_bytes, lines))
+        if not self._pending:
+            self._pending_first = batch.first_n
+        self._pending.extend(batch.segments)
+        self._pending_lines += batch.count
+        self._pending_text += batch.size
         if self._failures and self._pending_bytes > HOLD_BYTES:
             self._shed()
 
@@ -263,23 +287,23 @@ class RunOutput(OutputSink):
         """The store is failing and too much is held: lose the oldest lines, renumbering.
 
         Lines after the lost ones take their numbers, so stored numbers stay dense; lines
-        already handed to the store keep theirs. A quarter of the hold goes at once, so the
-        renumbering is paid rarely.
+        already handed to the store keep theirs. A quarter of the hold goes at once, whole
+        segments at a time, so the loss is paid rarely.
         """
         start = self._protected
         excess = self._pending_bytes - HOLD_BYTES * 3 // 4
-        end, freed = start, 0
+        end, lost, freed = start, 0, 0
         while end < len(self._pending) and excess > 0:
-            size = _text_bytes(self._pending[end])
-            freed += size
-            excess -= size + _LINE_OVERHEAD
+            segment = self._pending[end]
+            freed += segment.size
+            lost += segment.count
+            excess -= _weight(segment)
             end += 1
-        lost = end - start
         if not lost:
             return
-        self._pending[start:] = [
-            LogLine(line.n - lost, line.ts, line.stream, line.text) for line in self._pending[end:]
-        ]
+        # Numbers are positions after _pending_first: the later lines move down by ``lost``.
+        del self._pending[start:end]
+        self._pending_lines -= lost
         self._pending_text -= freed
         self._lines.next_n -= lost
         self._lost += lost
@@ -299,10 +323,10 @@ class RunOutput(OutputSink):
                     self._trimmed()
                 if not self._pending:
                     return True
-                batch, text = self._next_batch()
-                self._protected, self._uncertain = len(batch), True
+                batch, segments = self._next_batch()
+                self._protected, self._uncertain = segments, True
                 await self._call(self._store.append(self._run_id, batch), deadline)
-                self._stored(len(batch), text)
+                self._stored(segments)
                 self._recovered()
         except Exception as exc:
             self._failed(exc)
@@ -324,25 +348,49 @@ class RunOutput(OutputSink):
         those lines again would duplicate their numbers.
         """
         _, total = await self._call(self._store.stats(self._run_id), deadline)
-        known = 0
-        while known < self._protected and self._pending[known].n < total:
+        known, end = 0, self._pending_first
+        while known < self._protected and end + self._pending[known].count <= total:
+            end += self._pending[known].count
             known += 1
-        self._stored(known, sum(map(_text_bytes, self._pending[:known])))
+        self._stored(known)
 
-    def _next_batch(self) -> tuple[list[LogLine], int]:
-        """The oldest pending lines, about ``_flush_bytes`` of them, and their text bytes."""
+    def _next_batch(self) -> tuple[LogBatch, int]:
+        """The oldest pending lines, about ``_flush_bytes`` of them, and how many segments
+        they are."""
         if self._pending_bytes <= 2 * self._flush_bytes:
-            return list(self._pending), self._pending_text
-        end = text = size = 0
-        while end < len(self._pending) and size < self._flush_bytes:
-            line_text = _text_bytes(self._pending[end])
-            text += line_text
-            size += line_text + _LINE_OVERHEAD
+            return LogBatch(self._pending_first, list(self._pending)), len(self._pending)
+        end = weight = 0
+        while end < len(self._pending) and weight < self._flush_bytes:
+            segment = self._pending[end]
+            if weight + _weight(segment) > 2 * self._flush_bytes and segment.count > 1:
+                segment = self._cut(end, self._flush_bytes - weight)
+            weight += _weight(segment)
             end += 1
-        return self._pending[:end], text
+        return LogBatch(self._pending_first, self._pending[:end]), end
 
-    def _stored(self, count: int, text: int) -> None:
+    def _cut(self, index: int, weight: int) -> LogSegment:
+        """Split pending segment ``index`` after its first lines weighing about ``weight``
+        (at least one line, never all); the head, which takes its place."""
+        segment = self._pending[index]
+        texts = segment.lines()
+        cut = 1
+        weight -= utf8_size(texts[0]) + _LINE_OVERHEAD
+        while cut < len(texts) - 1 and weight > 0:
+            weight -= utf8_size(texts[cut]) + _LINE_OVERHEAD
+            cut += 1
+        head = LogSegment.of(segment.stream, segment.ts, texts[:cut])
+        tail = LogSegment.of(segment.stream, segment.ts, texts[cut:])
+        self._pending[index : index + 1] = [head, tail]
+        return head
+
+    def _stored(self, count: int) -> None:
+        """The first ``count`` pending segments are stored."""
+        done = self._pending[:count]
         del self._pending[:count]
+        lines = sum(segment.count for segment in done)
+        text = sum(segment.size for segment in done)
+        self._pending_first += lines
+        self._pending_lines -= lines
         self._pending_text -= text
         self._protected, self._uncertain = 0, False
         if self._trimming and count:
@@ -357,7 +405,7 @@ class RunOutput(OutputSink):
         if self._lost_unreported:
             lost, self._lost_unreported = self._lost_unreported, 0
             text_line = f"runwarden: {lost} lines lost while the database was unavailable"
-            self._add([self._lines.system(text_line, self._clock.now())])
+            self._add(self._lines.system(text_line, self._clock.now()))
 
     def _trimmed(self) -> None:
         """Mirror the store's trim: whole batches go, oldest first, down to ``_trim_to``."""
@@ -367,7 +415,7 @@ class RunOutput(OutputSink):
             self._trim_noticed = True
             size = format_size(self._task.log_max_size)
             text = f"runwarden: output exceeded {size} (log_max_size); oldest lines discarded"
-            self._add([self._lines.system(text, self._clock.now())])
+            self._add(self._lines.system(text, self._clock.now()))
 
     def _failed(self, exc: Exception) -> None:
         self._failures += 1

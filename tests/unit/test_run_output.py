@@ -11,7 +11,7 @@ import pytest
 from adapters.memory import FakeClock, InMemoryLogStore
 from app.runtime.output import FLUSH_BYTES, HOLD_BYTES, RunOutput
 from domain.errors import StoreUnavailable
-from domain.logs import LogLine, LogStream
+from domain.logs import LogBatch, LogLine, LogStream
 from domain.ports import LogStore
 from domain.tasks import LogOnFull, TaskSpec
 
@@ -41,7 +41,7 @@ class FlakyStore(LogStore):
         if self.down:
             raise StoreUnavailable("the database is down")
 
-    async def append(self, run_id: str, lines: Sequence[LogLine]) -> None:
+    async def append(self, run_id: str, lines: LogBatch | Sequence[LogLine]) -> None:
         await self._gate()
         await self.inner.append(run_id, lines)
         self.appends += 1
@@ -225,7 +225,7 @@ async def test_write_waits_for_a_slow_store_once_a_batch_is_full() -> None:
     release = asyncio.Event()
 
     class SlowStore(InMemoryLogStore):
-        async def append(self, run_id: str, lines: Sequence[LogLine]) -> None:
+        async def append(self, run_id: str, lines: LogBatch | Sequence[LogLine]) -> None:
             await release.wait()
             await super().append(run_id, lines)
 
