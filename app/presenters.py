@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import msgspec
 from litestar.connection import ASGIConnection
 from msgspec import UNSET, UnsetType
 
@@ -15,10 +16,20 @@ from domain.tasks import TaskSpec
 
 T = TypeVar("T")
 
+_encode_json = msgspec.json.encode
+_WHOLE_SECOND_LENGTH = len(b'"2026-11-29T10:00:00Z"')
+
 
 def timestamp(value: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` and microseconds."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:  # the driver's values already are: no conversion for them
+        value = value.astimezone(UTC)
+    # msgspec's encoder writes the same text (quoted) about 5x faster than strftime or
+    # isoformat, but leaves out a fraction of zero: a listing formats 150 of these a page.
+    text = _encode_json(value)
+    if len(text) > _WHOLE_SECOND_LENGTH:
+        return text[1:-1].decode()
+    return text[1:-2].decode() + ".000000Z"
 
 
 def _optional_ts(value: datetime | None) -> str | UnsetType:
