@@ -368,20 +368,23 @@ class RunOutput(OutputSink):
             end += 1
         return LogBatch(self._pending_first, self._pending[:end]), end
 
-    def _cut(self, index: int, weight: int) -> LogSegment:
-        """Split pending segment ``index`` after its first lines weighing about ``weight``
-        (at least one line, never all); the head, which takes its place."""
+    def _cut(self, index: int, room: int) -> LogSegment:
+        """Split pending segment ``index`` into pieces: the first weighing about ``room``,
+        the others about ``_flush_bytes``, each at least one line. Returns the first.
+
+        All at once, so a big segment under a small budget is split once, not per batch.
+        """
         segment = self._pending[index]
+        pieces: list[LogSegment] = []
         texts = segment.lines()
-        cut = 1
-        weight -= utf8_size(texts[0]) + _LINE_OVERHEAD
-        while cut < len(texts) - 1 and weight > 0:
-            weight -= utf8_size(texts[cut]) + _LINE_OVERHEAD
-            cut += 1
-        head = LogSegment.of(segment.stream, segment.ts, texts[:cut])
-        tail = LogSegment.of(segment.stream, segment.ts, texts[cut:])
-        self._pending[index : index + 1] = [head, tail]
-        return head
+        start, weight = 0, 0
+        for i, text in enumerate(texts):
+            weight += utf8_size(text) + _LINE_OVERHEAD
+            if weight >= room or i == len(texts) - 1:
+                pieces.append(LogSegment.of(segment.stream, segment.ts, texts[start : i + 1]))
+                start, weight, room = i + 1, 0, self._flush_bytes
+        self._pending[index : index + 1] = pieces
+        return pieces[0]
 
     def _stored(self, count: int) -> None:
         """The first ``count`` pending segments are stored."""

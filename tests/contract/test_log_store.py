@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from domain.logs import LogLine, LogStream
-from tests.contract.conftest import LogSubject
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.postgres.logs import PostgresLogStore, decode_chunk, encode_chunk
+from adapters.postgres.runs import PostgresRunRepository
+from domain.logs import LineAssembler, LogBatch, LogLine, LogSegment, LogStream
+from domain.run import Run, TriggeredBy
+from tests.contract.conftest import LogSubject, new_id
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 654321, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TEXTS = (
     "plain",
     "",
@@ -140,3 +148,98 @@ async def test_trimming_a_log_never_written_changes_nothing(logs: LogSubject) ->
     run_id = await logs.new_run()
     await logs.store.trim(run_id, 0)
     assert await logs.store.stats(run_id) == (0, 0)
+
+
+def captured(first: int, chunks: int, lines_each: int) -> LogBatch:
+    """What capture hands a store: joined segments of several reads, of both streams."""
+    assembler = LineAssembler(next_n=first)
+    segments: list[LogSegment] = []
+    for k in range(chunks):
+        stream = STREAMS[k % 2]
+        data = "".join(f"{TEXTS[(k + i) % 6]} {k}.{i}\n" for i in range(lines_each)).encode()
+        segments += assembler.feed(stream, data, T0 + timedelta(seconds=k)).segments
+    segments += assembler.system("runwarden: a system line\nwith a newline", T0).segments
+    return LogBatch(first, segments)
+
+
+async def test_columnar_batches_read_back_line_for_line_in_any_window(logs: LogSubject) -> None:
+    run_id = await logs.new_run()
+    batches = [captured(0, 3, 7), captured(22, 2, 5), captured(33, 4, 1)]
+    for batch in batches:
+        await logs.store.append(run_id, batch)
+    everything = [line for batch in batches for line in batch.lines()]
+    assert await logs.store.read(run_id, 0, 1000) == everything
+    assert await logs.store.stats(run_id) == (0, 38)
+    for first in (0, 1, 6, 20, 21, 22, 30, 37, 38):
+        for limit in (1, 4, 9, 30):
+            window = await logs.store.read_batch(run_id, first, limit)
+            assert window.lines() == everything[first : first + limit]
+            assert window.size == sum(len(x.text.encode()) for x in window.lines())
+
+
+async def test_a_batch_counts_its_utf8_text_against_the_budget(logs: LogSubject) -> None:
+    run_id = await logs.new_run()
+    batch = captured(0, 2, 3)
+    await logs.store.append(run_id, batch)
+    await logs.store.trim(run_id, batch.size)
+    assert await logs.store.stats(run_id) == (0, batch.end)
+    await logs.store.trim(run_id, batch.size - 1)
+    assert await logs.store.stats(run_id) == (batch.end, batch.end)
+
+
+def test_chunk_bodies_round_trip_in_the_columnar_format() -> None:
+    batch = captured(5, 3, 4)
+    decoded = decode_chunk(5, encode_chunk(batch))
+    assert decoded.lines() == batch.lines()
+    assert [s.texts for s in decoded.segments] == [s.texts for s in batch.segments]
+    assert decoded.size == batch.size
+
+
+def test_chunk_bodies_of_the_per_line_format_still_decode() -> None:
+    lines = batch(7, 9)
+    old = msgspec.msgpack.encode(
+        [
+            (
+                line.n - 7,
+                (line.ts - EPOCH) // timedelta(microseconds=1),
+                STREAMS.index(line.stream),
+                line.text,
+            )
+            for line in lines
+        ]
+    )
+    assert decode_chunk(7, old).lines() == lines
+
+
+async def test_rows_of_the_per_line_format_read_back_beside_columnar_ones(
+    engine: AsyncEngine,
+) -> None:
+    store = PostgresLogStore(engine)
+    run = Run(new_id(), "logged", datetime(2026, 1, 1, tzinfo=UTC), TriggeredBy.API)
+    await PostgresRunRepository(engine).add(run)
+    old = batch(0, 5)
+    body = msgspec.msgpack.encode(
+        [
+            (x.n, (x.ts - EPOCH) // timedelta(microseconds=1), STREAMS.index(x.stream), x.text)
+            for x in old
+        ]
+    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO run_logs (run_id, first_n, last_n, body, text_bytes)"
+                " VALUES (:r, 0, 4, :b, 0);"
+            ),
+            {"r": run.id, "b": body},
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO run_log_meta (run_id, first_available, total_lines, stored_bytes)"
+                " VALUES (:r, 0, 5, 0)"
+            ),
+            {"r": run.id},
+        )
+    new = captured(5, 2, 3)
+    await store.append(run.id, new)
+    assert await store.read(run.id, 0, 100) == old + new.lines()
+    assert await store.read(run.id, 3, 4) == (old + new.lines())[3:7]

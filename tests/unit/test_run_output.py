@@ -322,3 +322,36 @@ async def test_close_gives_up_on_a_dead_store_and_counts_what_is_lost(
     assert output.lost_lines == 11
     assert "11 lines" in caplog.text
     assert await store.inner.stats(RUN) == (0, 0)
+
+
+async def test_drop_old_with_a_small_budget_keeps_the_tail_of_one_big_chunk() -> None:
+    store = InMemoryLogStore()
+    output = RunOutput(RUN, store, FakeClock(), task(LogOnFull.DROP_OLD, 2_000))
+    await output.write(OUT, ten_byte_lines(6_000))
+    await output.close()
+    first, total = await store.stats(RUN)
+    lines = await stored(store)
+    assert numbered(lines) == list(range(first, total))
+    assert 1_000 < sum(len(line.text) for line in lines) <= 2_000
+    assert texts(lines)[-1] == "line-05999"
+    assert total == 6_001, "every line and one notice"
+
+
+async def test_a_budget_crossed_inside_the_second_stream_read_keeps_the_lines_before() -> None:
+    store = InMemoryLogStore()
+    output = RunOutput(RUN, store, FakeClock(), task(LogOnFull.DROP_NEW, 35))
+    await output.write(OUT, ten_byte_lines(2))
+    await output.write(LogStream.STDERR, b"err-0000a\nerr-0000b\n")
+    await output.close()
+    lines = await stored(store)
+    assert [(x.n, x.stream, x.text) for x in lines] == [
+        (0, OUT, "line-00000"),
+        (1, OUT, "line-00001"),
+        (2, LogStream.STDERR, "err-0000a"),
+        (
+            3,
+            LogStream.SYSTEM,
+            "runwarden: output truncated at 35 bytes (log_max_size); further output discarded",
+        ),
+    ]
+    assert output.dropped_lines == 1
