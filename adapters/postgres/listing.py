@@ -1,13 +1,27 @@
-"""The run listing as SQL: filters, order and window of ``domain.listing.apply_query``."""
+"""The run listing as SQL: filters, order and window of ``domain.listing.apply_query``.
+
+Every value a request chooses is a named bound parameter (``task_name``, ``pattern``,
+``limit``, ``offset``), so one compiled statement serves every query of the same shape:
+see :func:`prepared`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.postgres.database import is_unavailable
+from adapters.postgres.rows import from_row, has_nul
 from adapters.postgres.tables import RUN_COLUMNS, run_counts, runs
-from domain.listing import RunQuery, SortField, StatusFilter
+from domain.errors import StoreUnavailable
+from domain.listing import RunPage, RunQuery, SortField, StatusFilter
 
 _SORT_COLUMNS: dict[SortField, sa.ColumnElement[Any]] = {
     SortField.TASK_NAME: runs.c.task_name,
@@ -40,16 +54,33 @@ def _status_condition(
     return sa.or_(*parts) if parts else sa.false()
 
 
+def bound_values(query: RunQuery) -> dict[str, Any]:
+    """The values of the statements' named parameters for ``query``."""
+    # Python lower-cases the needle and ILIKE folds the (ASCII) ids and names: the same
+    # answer as ``needle.lower() in id.lower()``, and the trigram indexes serve ILIKE.
+    pattern = like_pattern(query.search.lower()) if query.search else None
+    return {
+        "task_name": query.task_name,
+        "pattern": pattern,
+        "limit": query.limit,
+        "offset": query.offset,
+    }
+
+
+def _bind(query: RunQuery, name: str) -> sa.BindParameter[Any]:
+    value = bound_values(query)[name]
+    type_ = sa.BigInteger() if name in ("limit", "offset") else sa.String()
+    return sa.bindparam(name, value, type_=type_)
+
+
 def _filters(query: RunQuery) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = []
     if query.task_name is not None:
-        conditions.append(runs.c.task_name == query.task_name)
+        conditions.append(runs.c.task_name == _bind(query, "task_name"))
     if query.status is not None:
         conditions.append(_status_condition(query.status, runs.c.status, runs.c.end_reason))
     if query.search:
-        # Python lower-cases the needle and ILIKE folds the (ASCII) ids and names: the same
-        # answer as ``needle.lower() in id.lower()``, and the trigram indexes serve ILIKE.
-        pattern = like_pattern(query.search.lower())
+        pattern = _bind(query, "pattern")
         conditions.append(
             sa.or_(
                 runs.c.id.ilike(pattern, escape=_ESCAPE),
@@ -77,15 +108,15 @@ def page_query(query: RunQuery) -> sa.Select[Any]:
             sa.select(*RUN_COLUMNS)
             .where(*_filters(query))
             .order_by(*order)
-            .limit(query.limit)
-            .offset(query.offset)
+            .limit(_bind(query, "limit"))
+            .offset(_bind(query, "offset"))
         )
     ids = (
         sa.select(runs.c.id)
         .where(*_filters(query))
         .order_by(*order)
-        .limit(query.limit)
-        .offset(query.offset)
+        .limit(_bind(query, "limit"))
+        .offset(_bind(query, "offset"))
         .subquery("page_ids")
     )
     return sa.select(*RUN_COLUMNS).join_from(runs, ids, runs.c.id == ids.c.id).order_by(*order)
@@ -94,7 +125,7 @@ def page_query(query: RunQuery) -> sa.Select[Any]:
 def _counted(query: RunQuery) -> list[sa.ColumnElement[bool]]:
     counted: list[sa.ColumnElement[bool]] = []
     if query.task_name is not None:
-        counted.append(run_counts.c.task_name == query.task_name)
+        counted.append(run_counts.c.task_name == _bind(query, "task_name"))
     if query.status is not None:
         counted.append(
             _status_condition(query.status, run_counts.c.status, run_counts.c.end_reason)
@@ -107,14 +138,15 @@ def total_query(query: RunQuery) -> sa.Select[Any]:
     # Every filter but search is a column of run_counts: sum the counters the trigger keeps
     # instead of counting up to a million rows.
     if not query.search:
-        return sa.select(sa.func.coalesce(sa.func.sum(run_counts.c.n), 0)).where(*_counted(query))
+        counted = sa.func.coalesce(sa.func.sum(run_counts.c.n), 0)
+        return sa.select(sa.cast(counted, sa.BigInteger)).where(*_counted(query))
     # A search matches every run of a task whose name matches, so those are counted from
     # the counters too; only runs matched by their id alone are counted row by row, and
     # the trigram index on id finds few of them. The two sets do not overlap.
-    pattern = like_pattern(query.search.lower())
-    by_name = sa.select(sa.func.coalesce(sa.func.sum(run_counts.c.n), 0)).where(
-        *_counted(query), run_counts.c.task_name.ilike(pattern, escape=_ESCAPE)
-    )
+    pattern = _bind(query, "pattern")
+    by_name = sa.select(
+        sa.cast(sa.func.coalesce(sa.func.sum(run_counts.c.n), 0), sa.BigInteger)
+    ).where(*_counted(query), run_counts.c.task_name.ilike(pattern, escape=_ESCAPE))
     plain = RunQuery(task_name=query.task_name, status=query.status)
     by_id = (
         sa.select(sa.func.count())
@@ -137,3 +169,114 @@ def page_with_total_query(query: RunQuery) -> sa.Select[Any]:
     An empty page carries no total: ask ``total_query`` then.
     """
     return page_query(query).add_columns(total_query(query).scalar_subquery().label(TOTAL_LABEL))
+
+
+_DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A compiled listing statement: asyncpg's SQL and where each ``$n`` comes from."""
+
+    sql: str
+    names: tuple[str, ...]
+    """The parameter behind each ``$n``, in order."""
+    constants: dict[str, Any]
+    """Values fixed by the shape itself (the status filter's lists)."""
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        """The positional arguments for a query whose :func:`bound_values` are ``values``."""
+        return [values[n] if n in values else self.constants[n] for n in self.names]
+
+
+def _compile(select: sa.Select[Any]) -> Prepared:
+    compiled = select.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    names = tuple(compiled.positiontup or ())
+    params = compiled.params
+    return Prepared(str(compiled), names, {n: params[n] for n in names if n not in _BOUND})
+
+
+_BOUND = frozenset(bound_values(RunQuery()))
+_MAX_SHAPES = 512
+_prepared: dict[tuple[Any, ...], Prepared] = {}
+
+
+def _shape(query: RunQuery) -> tuple[Any, ...]:
+    """What the SQL depends on; the bound values are all that differ within a shape."""
+    return (
+        query.task_name is None,
+        query.status,
+        bool(query.search),
+        query.effective_field,
+        query.descending,
+        query.offset < DEFERRED_JOIN_OFFSET,
+    )
+
+
+def prepared(query: RunQuery, *, total_only: bool = False) -> Prepared:
+    """``page_with_total_query`` (or ``total_query``) of ``query``, compiled once per shape.
+
+    Building and compiling the statement costs more CPU than PostgreSQL spends running it.
+    """
+    key = (total_only, *_shape(query))
+    found = _prepared.get(key)
+    if found is None:
+        if len(_prepared) >= _MAX_SHAPES:  # status lists make many shapes possible
+            _prepared.clear()
+        select = total_query(query) if total_only else page_with_total_query(query)
+        found = _prepared[key] = _compile(select)
+    return found
+
+
+def _driver_unavailable(error: BaseException) -> bool:
+    """Whether an asyncpg error means the connection or the server is gone."""
+    if isinstance(error, asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
+        return True
+    state = getattr(error, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(("28", "3D000", "53300", "57P0"))
+
+
+@asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection's asyncpg connection, outside any transaction.
+
+    Each statement on it commits by itself. Errors that mean the database is out of reach
+    surface as ``StoreUnavailable``, and the connection is then dropped from the pool.
+    """
+    try:
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            try:
+                yield raw.driver_connection
+            except Exception as error:
+                if _driver_unavailable(error):
+                    await conn.invalidate()
+                    raise StoreUnavailable(f"database unavailable: {error}") from error
+                raise
+    except StoreUnavailable:
+        raise
+    except Exception as error:
+        if is_unavailable(error) or _driver_unavailable(error):
+            raise StoreUnavailable(f"database unavailable: {error}") from error
+        raise
+
+
+async def list_runs(engine: AsyncEngine, query: RunQuery) -> RunPage:
+    """Filter, order and window as ``domain.listing.apply_query`` does.
+
+    One statement, prepared once per connection and shape, straight through asyncpg (the
+    SQLAlchemy execute path cost more CPU than the statement); only an empty page needs a
+    second one for the total.
+    """
+    if has_nul(query.task_name) or has_nul(query.search):
+        return RunPage(runs=[], total=0)
+    values = bound_values(query)
+    page = prepared(query)
+    async with driver_connection(engine) as conn:
+        records = await conn.fetch(page.sql, *page.args(values))
+        if records:
+            count = records[0][TOTAL_LABEL]
+        else:
+            total = prepared(query, total_only=True)
+            count = await conn.fetchval(total.sql, *total.args(values))
+    return RunPage(runs=[from_row(r) for r in records], total=int(count or 0))

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.engine import RowMapping
+from typing import Any, Protocol
 
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
+
+# Dict lookups: calling the enum classes costs more than the rest of a row together.
+_STATUSES = {status.value: status for status in RunStatus}
+_REASONS: dict[str | None, EndReason | None] = {reason.value: reason for reason in EndReason}
+_REASONS[None] = None
+_TRIGGERS = {trigger.value: trigger for trigger in TriggeredBy}
+
+
+class Row(Protocol):
+    """A row by column name: SQLAlchemy's ``RowMapping`` or an asyncpg ``Record``."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def to_row(run: Run) -> dict[str, Any]:
@@ -30,16 +40,15 @@ def to_row(run: Run) -> dict[str, Any]:
     }
 
 
-def from_row(row: RowMapping) -> Run:
+def from_row(row: Row) -> Run:
     """The run a row of ``RUN_COLUMNS`` stores."""
-    reason = row["end_reason"]
     return Run(
         id=row["id"],
         task_name=row["task_name"],
         created_at=row["created_at"],
-        triggered_by=TriggeredBy(row["triggered_by"]),
-        status=RunStatus(row["status"]),
-        end_reason=EndReason(reason) if reason is not None else None,
+        triggered_by=_TRIGGERS[row["triggered_by"]],
+        status=_STATUSES[row["status"]],
+        end_reason=_REASONS[row["end_reason"]],
         exit_code=row["exit_code"],
         start_at=row["start_at"],
         end_at=row["end_at"],

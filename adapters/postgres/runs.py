@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.postgres.database import autocommit, transaction
-from adapters.postgres.listing import TOTAL_LABEL, page_with_total_query, total_query
+from adapters.postgres.listing import list_runs
 from adapters.postgres.locks import CounterKey, counter_lock_order, lock_task
 from adapters.postgres.rows import from_row, has_nul, to_row
 from adapters.postgres.tables import RUN_COLUMNS, run_counts, runs, task_ticks
@@ -287,17 +287,5 @@ class PostgresRunRepository(RunRepository):
         return from_row(row) if row is not None else None
 
     async def list(self, query: RunQuery) -> RunPage:
-        """Filter, order and window as ``domain.listing.apply_query`` does.
-
-        One statement (``page_with_total_query``); only an empty page needs a second for
-        the total.
-        """
-        if has_nul(query.task_name) or has_nul(query.search):
-            return RunPage(runs=[], total=0)
-        async with autocommit(self._engine) as conn:
-            rows = (await conn.execute(page_with_total_query(query))).mappings().all()
-            if rows:
-                count = rows[0][TOTAL_LABEL]
-            else:
-                count = await conn.scalar(total_query(query))
-        return RunPage(runs=[from_row(r) for r in rows], total=int(count or 0))
+        """Filter, order and window as ``domain.listing.apply_query`` does."""
+        return await list_runs(self._engine, query)
