@@ -7,6 +7,7 @@ see :func:`prepared`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from adapters.postgres.database import is_unavailable
 from adapters.postgres.rows import from_row, has_nul
@@ -244,39 +246,58 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connec
     surface as ``StoreUnavailable``, and the connection is then dropped from the pool.
     """
     try:
-        async with engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            try:
-                yield raw.driver_connection
-            except Exception as error:
-                if _driver_unavailable(error):
-                    await conn.invalidate()
-                    raise StoreUnavailable(f"database unavailable: {error}") from error
-                raise
-    except StoreUnavailable:
-        raise
+        # The pool's own checkout, without SQLAlchemy's Connection around it: half the CPU.
+        fairy = await engine.raw_connection()
     except Exception as error:
         if is_unavailable(error) or _driver_unavailable(error):
             raise StoreUnavailable(f"database unavailable: {error}") from error
         raise
+    try:
+        yield fairy.driver_connection
+    except BaseException as error:
+        gone = isinstance(error, Exception) and _driver_unavailable(error)
+        if gone:
+            await greenlet_spawn(fairy.invalidate, error)
+        # Cancelled or not, the connection goes back to the pool (or is closed).
+        await asyncio.shield(greenlet_spawn(fairy.close))
+        if gone:
+            raise StoreUnavailable(f"database unavailable: {error}") from error
+        raise
+    await greenlet_spawn(fairy.close)
 
 
-async def list_runs(engine: AsyncEngine, query: RunQuery) -> RunPage:
-    """Filter, order and window as ``domain.listing.apply_query`` does.
+READERS = 8
+"""Listing statements run at once per engine; the others wait for a turn.
 
-    One statement, prepared once per connection and shape, straight through asyncpg (the
-    SQLAlchemy execute path cost more CPU than the statement); only an empty page needs a
-    second one for the total.
-    """
-    if has_nul(query.task_name) or has_nul(query.search):
-        return RunPage(runs=[], total=0)
-    values = bound_values(query)
-    page = prepared(query)
-    async with driver_connection(engine) as conn:
-        records = await conn.fetch(page.sql, *page.args(values))
-        if records:
-            count = records[0][TOTAL_LABEL]
-        else:
-            total = prepared(query, total_only=True)
-            count = await conn.fetchval(total.sql, *total.args(values))
-    return RunPage(runs=[from_row(r) for r in records], total=int(count or 0))
+More would not run faster on the database's cores, and beyond the pool's connections
+each one would open (and then close) an overflow connection: a TLS attempt, a backend
+start and an empty statement cache, per request, under load.
+"""
+
+
+class RunListing:
+    """The run listing on one engine."""
+
+    def __init__(self, engine: AsyncEngine, readers: int = READERS) -> None:
+        self._engine = engine
+        self._readers = asyncio.Semaphore(readers)
+
+    async def page(self, query: RunQuery) -> RunPage:
+        """Filter, order and window as ``domain.listing.apply_query`` does.
+
+        One statement, prepared once per connection and shape, straight through asyncpg
+        (the SQLAlchemy execute path cost more CPU than the statement); only an empty page
+        needs a second one for the total.
+        """
+        if has_nul(query.task_name) or has_nul(query.search):
+            return RunPage(runs=[], total=0)
+        values = bound_values(query)
+        page = prepared(query)
+        async with self._readers, driver_connection(self._engine) as conn:
+            records = await conn.fetch(page.sql, *page.args(values))
+            if records:
+                count = records[0][TOTAL_LABEL]
+            else:
+                total = prepared(query, total_only=True)
+                count = await conn.fetchval(total.sql, *total.args(values))
+        return RunPage(runs=[from_row(r) for r in records], total=int(count or 0))

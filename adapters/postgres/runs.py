@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.postgres.database import autocommit, transaction
-from adapters.postgres.listing import list_runs
+from adapters.postgres.listing import RunListing
 from adapters.postgres.locks import CounterKey, counter_lock_order, lock_task
 from adapters.postgres.rows import from_row, has_nul, to_row
 from adapters.postgres.tables import RUN_COLUMNS, run_counts, runs, task_ticks
@@ -105,6 +105,7 @@ class PostgresRunRepository(RunRepository):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._listing = RunListing(engine)
 
     async def add(self, run: Run) -> None:
         """Insert a new run; a duplicate id, external execution id or cron tick raises
@@ -288,4 +289,4 @@ class PostgresRunRepository(RunRepository):
 
     async def list(self, query: RunQuery) -> RunPage:
         """Filter, order and window as ``domain.listing.apply_query`` does."""
-        return await list_runs(self._engine, query)
+        return await self._listing.page(query)
