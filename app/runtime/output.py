@@ -109,7 +109,9 @@ class RunOutput(OutputSink):
         self._pending_lines = 0
         self._pending_text = 0
         self._protected = 0
+        self._protected_weight = 0
         self._uncertain = False
+        self._storing: asyncio.Task[None] | None = None
         # The budget: bytes of output lines accepted (drop_new, kill_task); stored batches
         # as the store will trim them (drop_old).
         self._accepted = 0
@@ -161,8 +163,29 @@ class RunOutput(OutputSink):
             self._discard(stream, data)
             return
         overflowed = self._accept(self._lines.feed(stream, data, self._clock.now()))
-        if overflowed or self._pending_bytes >= self._flush_bytes:
+        if overflowed or self._pending_bytes - self._protected_weight >= self._flush_bytes:
+            await self._make_room(overflowed)
+
+    async def _make_room(self, overflowed: bool) -> None:
+        """A batch is full: store it in the background, or in line when the store is behind.
+
+        One batch is stored while the next one fills, so reading the process's output and
+        storing it overlap; a second full batch waits for the first (backpressure). A flood
+        in one chunk, an overflow notice and a failing store are handled in line.
+        """
+        if self._storing is not None:
+            await self._storing
+            self._storing = None
+        new = self._pending_bytes - self._protected_weight
+        if overflowed or self._failures or new >= 2 * self._flush_bytes:
             await self.flush()
+        elif new >= self._flush_bytes:
+            self._storing = asyncio.get_running_loop().create_task(self._store_one())
+
+    async def _store_one(self) -> None:
+        async with self._lock:
+            if not self._failures:
+                await self._drain(batches=1)
 
     async def system(self, text: str) -> None:
         """Record a line written by runwarden itself, and store it at once."""
@@ -178,6 +201,8 @@ class RunOutput(OutputSink):
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        if self._storing is not None:
+            await self._storing
         if not self._discarding:
             self._accept(self._lines.flush(self._clock.now()))
         self._closed = True
@@ -309,8 +334,9 @@ class RunOutput(OutputSink):
         self._lost += lost
         self._lost_unreported += lost
 
-    async def _drain(self, deadline: float | None = None) -> bool:
-        """Store every pending line in batches, then trim; True if nothing is left pending.
+    async def _drain(self, deadline: float | None = None, batches: int | None = None) -> bool:
+        """Store every pending line (or ``batches`` batches) in batches, then trim; True if
+        nothing is left pending.
 
         Called under the lock. A failure leaves the lines pending and schedules a retry.
         """
@@ -323,8 +349,13 @@ class RunOutput(OutputSink):
                     self._trimmed()
                 if not self._pending:
                     return True
+                if batches is not None:
+                    if batches <= 0:
+                        return False
+                    batches -= 1
                 batch, segments = self._next_batch()
                 self._protected, self._uncertain = segments, True
+                self._protected_weight = batch.size + _LINE_OVERHEAD * batch.count
                 await self._call(self._store.append(self._run_id, batch), deadline)
                 self._stored(segments)
                 self._recovered()
@@ -395,7 +426,7 @@ class RunOutput(OutputSink):
         self._pending_first += lines
         self._pending_lines -= lines
         self._pending_text -= text
-        self._protected, self._uncertain = 0, False
+        self._protected, self._uncertain, self._protected_weight = 0, False, 0
         if self._trimming and count:
             self._batches.append(text)
             self._stored_text += text

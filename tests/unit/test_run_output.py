@@ -355,3 +355,40 @@ async def test_a_budget_crossed_inside_the_second_stream_read_keeps_the_lines_be
         ),
     ]
     assert output.dropped_lines == 1
+
+
+async def test_one_batch_is_stored_while_the_next_fills_and_a_second_full_one_waits() -> None:
+    release = asyncio.Event()
+    appends: list[int] = []
+
+    class SlowStore(InMemoryLogStore):
+        async def append(self, run_id: str, lines: LogBatch | Sequence[LogLine]) -> None:
+            appends.append(0)
+            await release.wait()
+            await super().append(run_id, lines)
+
+    store = SlowStore()
+    output = RunOutput(RUN, store, FakeClock())
+    written = 0
+
+    async def write_some() -> asyncio.Task[None]:
+        nonlocal written
+        writing = asyncio.create_task(output.write(OUT, ten_byte_lines(1000, written)))
+        written += 1000
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return writing
+
+    while not appends:
+        assert (await write_some()).done(), "the first full batch is stored in the background"
+    waiting = await write_some()
+    while waiting.done() and written < FLUSH_BYTES:
+        waiting = await write_some()
+    assert not waiting.done(), "a second full batch waits for the first"
+    assert len(appends) == 1
+    release.set()
+    await waiting
+    await output.close()
+    lines = await stored(store)
+    assert texts(lines) == [f"line-{i:05d}" for i in range(written)]
+    assert numbered(lines) == list(range(written))
