@@ -3,10 +3,10 @@
 Captured rate: the output's bytes over the run's ``end_at - start_at`` (the run ends once
 its output is stored). Two floors measured in the same run: the same command with its
 output sent to ``/dev/null`` (the pipe), and the same bytes read from a pipe in 64 KiB
-chunks by this process and written with asyncpg ``COPY`` into a scratch table (the
-storage floor). The daemon's RSS is sampled every 20 ms while the run lasts. Reading: a
-page of 1,000 lines at the start, the middle and the end of the log through
-``GET .../log?from=N&limit=1000``.
+chunks by this process and written with asyncpg ``COPY`` into a scratch table compressed
+like ``run_logs.body`` (the storage floor). The daemon's RSS is sampled every 20 ms while
+the run lasts. Reading: a page of 1,000 lines at the start, the middle and the end of the
+log through ``GET .../log?from=N&limit=1000``.
 """
 
 from __future__ import annotations
@@ -50,9 +50,17 @@ async def storage_floor(database_url: str) -> float:
     """MB/s of the output read in 64 KiB chunks and copied into PostgreSQL as they come."""
     conn = await asyncpg.connect(database_url)
     try:
-        # Logged like run_logs: the floor pays for the WAL the daemon pays for.
+        # Logged and compressed like run_logs: the floor pays for the WAL and the TOAST
+        # compression the daemon pays for.
+        method = await conn.fetchval(
+            "SELECT attcompression FROM pg_attribute"
+            " WHERE attrelid = 'run_logs'::regclass AND attname = 'body'"
+        )
+        compression = {"l": " COMPRESSION lz4", "p": " COMPRESSION pglz"}.get(method, "")
         await conn.execute("DROP TABLE IF EXISTS bench_copy_floor")
-        await conn.execute("CREATE TABLE bench_copy_floor (run_id text, seq integer, body bytea)")
+        await conn.execute(
+            f"CREATE TABLE bench_copy_floor (run_id text, seq integer, body bytea{compression})"
+        )
         started = time.perf_counter()
         proc = await asyncio.create_subprocess_shell(COMMAND, stdout=asyncio.subprocess.PIPE)
         assert proc.stdout is not None
