@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -11,6 +12,7 @@ from msgspec import UNSET, UnsetType
 
 from app import schemas
 from app.urls import schema_url
+from domain.listing import ListedRun
 from domain.run import Run
 from domain.tasks import TaskSpec
 
@@ -40,22 +42,26 @@ def _opt(value: T | None) -> T | UnsetType:
     return UNSET if value is None else value
 
 
-def run_body(run: Run, schema: str) -> schemas.Run:
+def run_body(run: Run | ListedRun, schema: str) -> schemas.Run:
+    # Inlined rather than through _opt/_optional_ts: listings call this for every row.
+    # Status, end reason and trigger are StrEnums, so they encode as their values.
+    start_at, end_at, reason = run.start_at, run.end_at, run.end_reason
+    retry_of, external = run.retry_of_run_id, run.external_execution_id
     return schemas.Run(
         schema=schema,
         id=run.id,
         task_name=run.task_name,
-        status=run.status.value,  # type: ignore[arg-type]
-        end_reason=run.end_reason.value if run.end_reason else UNSET,  # type: ignore[arg-type]
+        status=run.status,  # type: ignore[arg-type]
+        end_reason=UNSET if reason is None else reason,  # type: ignore[arg-type]
         exit_code=run.exit_code,
-        start_at=_optional_ts(run.start_at),
-        end_at=_optional_ts(run.end_at),
+        start_at=UNSET if start_at is None else timestamp(start_at),
+        end_at=UNSET if end_at is None else timestamp(end_at),
         created_at=timestamp(run.created_at),
-        triggered_by=run.triggered_by.value,  # type: ignore[arg-type]
+        triggered_by=run.triggered_by,  # type: ignore[arg-type]
         replica_index=run.replica_index,
         retry_attempt=run.retry_attempt,
-        retry_of_run_id=_opt(run.retry_of_run_id),
-        external_execution_id=_opt(run.external_execution_id),
+        retry_of_run_id=UNSET if retry_of is None else retry_of,
+        external_execution_id=UNSET if external is None else external,
     )
 
 
@@ -64,7 +70,7 @@ def one_run(connection: ASGIConnection[Any, Any, Any, Any], run: Run) -> schemas
 
 
 def run_page(
-    connection: ASGIConnection[Any, Any, Any, Any], runs: list[Run], total: int
+    connection: ASGIConnection[Any, Any, Any, Any], runs: Sequence[ListedRun], total: int
 ) -> schemas.RunsResponseBody:
     run_schema = schema_url(connection, "Run")
     return schemas.RunsResponseBody(

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from adapters.postgres.database import is_unavailable
-from adapters.postgres.rows import from_row, has_nul
-from adapters.postgres.tables import RUN_COLUMNS, run_counts, runs
+from adapters.postgres.rows import has_nul, listed_from_row
+from adapters.postgres.tables import run_counts, runs
 from domain.errors import StoreUnavailable
-from domain.listing import RunPage, RunQuery, SortField, StatusFilter
+from domain.listing import ListedRun, RunPage, RunQuery, SortField, StatusFilter
 
 _SORT_COLUMNS: dict[SortField, sa.ColumnElement[Any]] = {
     SortField.TASK_NAME: runs.c.task_name,
@@ -35,6 +35,9 @@ _SORT_COLUMNS: dict[SortField, sa.ColumnElement[Any]] = {
 }
 
 _ESCAPE = "\\"
+
+LISTED_COLUMNS = tuple(runs.c[name] for name in ListedRun._fields)
+"""What a page selects, in the order ``rows.listed_from_row`` reads."""
 
 
 def like_pattern(needle: str) -> str:
@@ -107,7 +110,7 @@ def page_query(query: RunQuery) -> sa.Select[Any]:
     order = (key.desc(), runs.c.id.desc()) if query.descending else (key.asc(), runs.c.id)
     if query.offset < DEFERRED_JOIN_OFFSET or query.search or query.status is not None:
         return (
-            sa.select(*RUN_COLUMNS)
+            sa.select(*LISTED_COLUMNS)
             .where(*_filters(query))
             .order_by(*order)
             .limit(_bind(query, "limit"))
@@ -121,7 +124,7 @@ def page_query(query: RunQuery) -> sa.Select[Any]:
         .offset(_bind(query, "offset"))
         .subquery("page_ids")
     )
-    return sa.select(*RUN_COLUMNS).join_from(runs, ids, runs.c.id == ids.c.id).order_by(*order)
+    return sa.select(*LISTED_COLUMNS).join_from(runs, ids, runs.c.id == ids.c.id).order_by(*order)
 
 
 def _counted(query: RunQuery) -> list[sa.ColumnElement[bool]]:
@@ -300,4 +303,4 @@ class RunListing:
             else:
                 total = prepared(query, total_only=True)
                 count = await conn.fetchval(total.sql, *total.args(values))
-        return RunPage(runs=[from_row(r) for r in records], total=int(count or 0))
+        return RunPage(runs=[listed_from_row(r) for r in records], total=int(count or 0))

@@ -76,7 +76,7 @@ class RunController(Controller):
         # On this path the path's task name wins over the task_name filter.
         query = _query(task_name_path, limit, offset, status, sort_field, sort_direction, search)
         page = await daemon.list_runs(query)
-        return presenters.run_page(request, list(page.runs), page.total)
+        return presenters.run_page(request, page.runs, page.total)
 
     @get(
         "/runs",
@@ -98,7 +98,7 @@ class RunController(Controller):
     ) -> schemas.RunsResponseBody:
         query = _query(task_name, limit, offset, status, sort_field, sort_direction, search)
         page = await daemon.list_runs(query)
-        return presenters.run_page(request, list(page.runs), page.total)
+        return presenters.run_page(request, page.runs, page.total)
 
     @get(
         "/tasks/{taskName:str}/runs/{runId:str}",
