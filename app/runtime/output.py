@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from app.runtime.pending import PendingLines
 from domain.logs import LineAssembler, LogBatch, LogSegment, LogStream, utf8_size
 from domain.policies import LogVerdict, log_verdict
 from domain.ports import Clock, LogStore, OutputSink
@@ -34,8 +35,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_BYTES = 1024 * 1024
 """Buffered output that forces a write: large batches make storage cheap. Lines weigh
-their text plus ``_LINE_OVERHEAD``, which also bounds how many lines a stored batch holds
-(a reader splits a batch into one object per line)."""
+their text plus ``pending.LINE_OVERHEAD``."""
 FLUSH_INTERVAL = 0.1
 """Seconds a line may wait in memory, so live readers see output promptly."""
 HOLD_BYTES = 8 * 1024 * 1024
@@ -50,12 +50,7 @@ RETRY_MAX = 5.0
 
 _T = TypeVar("_T")
 
-_LINE_OVERHEAD = 64  # what a line weighs beyond its text: its object once split
 _DEFAULT_TASK = TaskSpec(name="", run="")
-
-
-def _weight(segment: LogSegment) -> int:
-    return segment.size + _LINE_OVERHEAD * segment.count
 
 
 def format_size(size: int) -> str:
@@ -101,15 +96,8 @@ class RunOutput(OutputSink):
         # A trim goes an eighth below the budget, so it is paid once every few batches.
         self._flush_bytes = min(FLUSH_BYTES, max(budget // 8, 1)) if self._trimming else FLUSH_BYTES
         self._trim_to = budget - budget // 8
-        # Segments of lines numbered but not yet stored, in order, the first numbered
-        # ``_pending_first``; the first ``_protected`` segments were handed to the store and
-        # may be stored already, so they are never renumbered.
-        self._pending: list[LogSegment] = []
-        self._pending_first = 0
-        self._pending_lines = 0
-        self._pending_text = 0
-        self._protected = 0
-        self._protected_weight = 0
+        self._pending = PendingLines()
+        # The protected pending lines were handed to a write that failed: maybe stored.
         self._uncertain = False
         self._storing: asyncio.Task[None] | None = None
         # The budget: bytes of output lines accepted (drop_new, kill_task); stored batches
@@ -163,7 +151,7 @@ class RunOutput(OutputSink):
             self._discard(stream, data)
             return
         overflowed = self._accept(self._lines.feed(stream, data, self._clock.now()))
-        if overflowed or self._pending_bytes - self._protected_weight >= self._flush_bytes:
+        if overflowed or self._pending.unsent_weight >= self._flush_bytes:
             await self._make_room(overflowed)
 
     async def _make_room(self, overflowed: bool) -> None:
@@ -176,7 +164,7 @@ class RunOutput(OutputSink):
         if self._storing is not None:
             await self._storing
             self._storing = None
-        new = self._pending_bytes - self._protected_weight
+        new = self._pending.unsent_weight
         if overflowed or self._failures or new >= 2 * self._flush_bytes:
             await self.flush()
         elif new >= self._flush_bytes:
@@ -215,16 +203,14 @@ class RunOutput(OutputSink):
                     break
                 await asyncio.sleep(min(self._retry_delay(), remaining))
             if self._pending:
-                self._lost += self._pending_lines
+                lost = self._pending.clear()
+                self._lost += lost
                 log.warning(
                     "run %s: gave up storing %d lines of output after %gs; they are lost",
                     self._run_id,
-                    self._pending_lines,
+                    lost,
                     self._close_timeout,
                 )
-                self._pending.clear()
-                self._pending_first += self._pending_lines
-                self._pending_lines = self._pending_text = 0
 
     async def flush(self) -> None:
         """Store what is buffered, unless the store is failing and no retry is due yet."""
@@ -232,10 +218,6 @@ class RunOutput(OutputSink):
             if self._failures and self._clock.monotonic() < self._retry_at:
                 return
             await self._drain()
-
-    @property
-    def _pending_bytes(self) -> int:
-        return self._pending_text + _LINE_OVERHEAD * self._pending_lines
 
     def _accept(self, batch: LogBatch) -> bool:
         """Buffer new output lines within the budget; True if this batch overflowed it."""
@@ -298,14 +280,8 @@ class RunOutput(OutputSink):
             self._partial_streams.add(stream)
 
     def _add(self, batch: LogBatch) -> None:
-        if not batch.segments:
-            return
-        if not self._pending:
-            self._pending_first = batch.first_n
-        self._pending.extend(batch.segments)
-        self._pending_lines += batch.count
-        self._pending_text += batch.size
-        if self._failures and self._pending_bytes > HOLD_BYTES:
+        self._pending.add(batch)
+        if self._failures and self._pending.weight > HOLD_BYTES:
             self._shed()
 
     def _shed(self) -> None:
@@ -315,21 +291,7 @@ class RunOutput(OutputSink):
         already handed to the store keep theirs. A quarter of the hold goes at once, whole
         segments at a time, so the loss is paid rarely.
         """
-        start = self._protected
-        excess = self._pending_bytes - HOLD_BYTES * 3 // 4
-        end, lost, freed = start, 0, 0
-        while end < len(self._pending) and excess > 0:
-            segment = self._pending[end]
-            freed += segment.size
-            lost += segment.count
-            excess -= _weight(segment)
-            end += 1
-        if not lost:
-            return
-        # Numbers are positions after _pending_first: the later lines move down by ``lost``.
-        del self._pending[start:end]
-        self._pending_lines -= lost
-        self._pending_text -= freed
+        lost = self._pending.shed(HOLD_BYTES * 3 // 4)
         self._lines.next_n -= lost
         self._lost += lost
         self._lost_unreported += lost
@@ -353,11 +315,10 @@ class RunOutput(OutputSink):
                     if batches <= 0:
                         return False
                     batches -= 1
-                batch, segments = self._next_batch()
-                self._protected, self._uncertain = segments, True
-                self._protected_weight = batch.size + _LINE_OVERHEAD * batch.count
+                batch = self._pending.next_batch(self._flush_bytes)
+                self._uncertain = True
                 await self._call(self._store.append(self._run_id, batch), deadline)
-                self._stored(segments)
+                self._stored(self._pending.protected)
                 self._recovered()
         except Exception as exc:
             self._failed(exc)
@@ -379,54 +340,12 @@ class RunOutput(OutputSink):
         those lines again would duplicate their numbers.
         """
         _, total = await self._call(self._store.stats(self._run_id), deadline)
-        known, end = 0, self._pending_first
-        while known < self._protected and end + self._pending[known].count <= total:
-            end += self._pending[known].count
-            known += 1
-        self._stored(known)
-
-    def _next_batch(self) -> tuple[LogBatch, int]:
-        """The oldest pending lines, about ``_flush_bytes`` of them, and how many segments
-        they are."""
-        if self._pending_bytes <= 2 * self._flush_bytes:
-            return LogBatch(self._pending_first, list(self._pending)), len(self._pending)
-        end = weight = 0
-        while end < len(self._pending) and weight < self._flush_bytes:
-            segment = self._pending[end]
-            if weight + _weight(segment) > 2 * self._flush_bytes and segment.count > 1:
-                segment = self._cut(end, self._flush_bytes - weight)
-            weight += _weight(segment)
-            end += 1
-        return LogBatch(self._pending_first, self._pending[:end]), end
-
-    def _cut(self, index: int, room: int) -> LogSegment:
-        """Split pending segment ``index`` into pieces: the first weighing about ``room``,
-        the others about ``_flush_bytes``, each at least one line. Returns the first.
-
-        All at once, so a big segment under a small budget is split once, not per batch.
-        """
-        segment = self._pending[index]
-        pieces: list[LogSegment] = []
-        texts = segment.lines()
-        start, weight = 0, 0
-        for i, text in enumerate(texts):
-            weight += utf8_size(text) + _LINE_OVERHEAD
-            if weight >= room or i == len(texts) - 1:
-                pieces.append(LogSegment.of(segment.stream, segment.ts, texts[start : i + 1]))
-                start, weight, room = i + 1, 0, self._flush_bytes
-        self._pending[index : index + 1] = pieces
-        return pieces[0]
+        self._stored(self._pending.stored_below(total))
 
     def _stored(self, count: int) -> None:
         """The first ``count`` pending segments are stored."""
-        done = self._pending[:count]
-        del self._pending[:count]
-        lines = sum(segment.count for segment in done)
-        text = sum(segment.size for segment in done)
-        self._pending_first += lines
-        self._pending_lines -= lines
-        self._pending_text -= text
-        self._protected, self._uncertain, self._protected_weight = 0, False, 0
+        text = self._pending.stored(count)
+        self._uncertain = False
         if self._trimming and count:
             self._batches.append(text)
             self._stored_text += text
