@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
@@ -82,6 +82,8 @@ class Metrics:
             "1 if the database answered at the last scrape (runwarden_runs is stale while 0)",
             registry=registry,
         )
+        # labels() validates and locks on every call: keep each route's child once made.
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         build = Gauge("runwarden_build_info", "The running version", ["version"], registry=registry)
         build.labels(version=version).set(1)
 
@@ -94,7 +96,12 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one HTTP request."""
-        self._requests.labels(method=method, route=route, status=str(status)).observe(seconds)
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._requests.labels(method=method, route=route, status=str(status))
+            self._request_children[key] = child
+        child.observe(seconds)
 
     async def render(self, daemon: Daemon) -> bytes:
         """Refresh the scrape-time metrics from ``daemon`` and its database; the text."""

@@ -202,12 +202,15 @@ class SecurityMiddleware:
         self.app = app
         self.options = options
         self.limiter = limiter if limiter is not None else FailureLimiter()
+        # Without trusted proxies or a root path there is nothing to rewrite: skip the work.
+        self._rewrites = bool(options.proxies.trusted or options.root_path)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        self.options.proxies.apply(scope, self.options.root_path)
+        if self._rewrites:
+            self.options.proxies.apply(scope, self.options.root_path)
         path = scope["path"][len(scope.get("root_path", "")) :] or "/"
         sent_id = _header(scope, b"x-request-id")
         request_id = sent_id if sent_id and _REQUEST_ID.match(sent_id) else uuid.uuid4().hex
@@ -251,23 +254,32 @@ class SecurityMiddleware:
     @staticmethod
     def _with_headers(send: Any, path: str, request_id: str) -> Any:
         is_api = path == "/api" or path.startswith("/api/")
-        csp = _CSP_DOCS if path == "/docs" or path.startswith("/docs/") else _CSP_API
-        ours = [
-            *_ALWAYS,
-            (b"content-security-policy", csp.encode()),
-            (b"x-request-id", request_id.encode()),
-        ]
-        if is_api:
-            ours.append((b"cache-control", b"no-store"))
-        replaced = {name for name, _ in ours}
+        is_docs = path == "/docs" or path.startswith("/docs/")
+        static, replaced = _STATIC_HEADERS[is_api, is_docs]
+        ours = [*static, (b"x-request-id", request_id.encode())]
 
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
-                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in replaced]
+                kept = [h for h in message.get("headers", ()) if h[0].lower() not in replaced]
                 message = {**message, "headers": [*kept, *ours]}
             await send(message)
 
         return send_with_headers
+
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+def _static_headers(is_api: bool, is_docs: bool) -> tuple[Headers, frozenset[bytes]]:
+    """The headers every response of a kind of path gets; the names they replace."""
+    csp = _CSP_DOCS if is_docs else _CSP_API
+    cache = ((b"cache-control", b"no-store"),) if is_api else ()
+    headers = (*_ALWAYS, (b"content-security-policy", csp.encode()), *cache)
+    return headers, frozenset({name for name, _ in headers} | {b"x-request-id"})
+
+
+# Built once: (is_api, is_docs) -> headers and replaced names; x-request-id is per request.
+_STATIC_HEADERS = {(a, d): _static_headers(a, d) for a in (False, True) for d in (False, True)}
 
 
 async def _send_problem(
