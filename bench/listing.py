@@ -4,8 +4,9 @@ Every query of the matrix runs on both listings (``/api/tasks/big/runs`` and ``/
 no params; each sort field both ways; four status filters; a search by a 4-character id
 fragment and by a task-name fragment; offsets 1,000 to 500,000; limit 1000. Each is timed
 over keep-alive HTTP on loopback (``BENCH_REQUESTS`` requests, default 50, after 5 warm-up
-ones) and, as its SQL floor, the same page and total statements the adapter builds, run
-through asyncpg with the same parameters (only 10 times when one takes over 100 ms). The
+ones) and, as its SQL floor, the same statement the adapter sends (the page with its total;
+the total alone too when the page is empty), through asyncpg with the same parameters
+(only 10 times when one takes over 100 ms). The
 HTTP floor is ``GET /schemas/Run.json``: a cached JSON document of the same server, no
 database.
 """
@@ -19,9 +20,8 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
-from adapters.postgres.listing import page_query, total_query
+from adapters.postgres.listing import bound_values, prepared
 from bench.history import BIG_TASK
 from bench.http import Connection, summary, timed
 from domain.listing import RunQuery, SortDirection, SortField, parse_status_filter
@@ -33,8 +33,6 @@ STATUSES = ("ended", "running", "failed", "success")
 OFFSETS = (1000, 100_000, 500_000)
 SLOW_SQL_MS = 100.0
 SLOW_SQL_SAMPLES = 10
-
-_DIALECT = asyncpg_dialect.dialect()
 
 
 @dataclass(frozen=True)
@@ -89,20 +87,16 @@ def matrix(id_fragment: str) -> list[Case]:
     return cases
 
 
-def _statement(select: Any) -> tuple[str, list[Any]]:
-    compiled = select.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
-    return str(compiled), [compiled.params[name] for name in compiled.positiontup]
-
-
 def sql_call(conn: asyncpg.Connection, case: Case) -> Callable[[], Any]:
-    """A call running the page and total statements the adapter builds for ``case``."""
+    """A call running the statement(s) the adapter runs for ``case``, as it runs them."""
     query = case.run_query()
-    page_sql, page_args = _statement(page_query(query))
-    total_sql, total_args = _statement(total_query(query))
+    values = bound_values(query)
+    page, total = prepared(query), prepared(query, total_only=True)
+    page_args, total_args = page.args(values), total.args(values)
 
     async def call() -> None:
-        await conn.fetch(page_sql, *page_args)
-        await conn.fetchval(total_sql, *total_args)
+        if not await conn.fetch(page.sql, *page_args):
+            await conn.fetchval(total.sql, *total_args)
 
     return call
 
