@@ -2,28 +2,19 @@
 
 Every value a request chooses is a named bound parameter (``task_name``, ``pattern``,
 ``limit``, ``offset``), so one compiled statement serves every query of the same shape:
-see :func:`prepared`.
+see :func:`prepared`. ``adapters.postgres.run_listing`` runs them.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.util import greenlet_spawn
 
-from adapters.postgres.database import is_unavailable
-from adapters.postgres.rows import has_nul, listed_from_row
 from adapters.postgres.tables import run_counts, runs
-from domain.errors import StoreUnavailable
-from domain.listing import ListedRun, RunPage, RunQuery, SortField, StatusFilter
+from domain.listing import ListedRun, RunQuery, SortField, StatusFilter
 
 _SORT_COLUMNS: dict[SortField, sa.ColumnElement[Any]] = {
     SortField.TASK_NAME: runs.c.task_name,
@@ -231,76 +222,3 @@ def prepared(query: RunQuery, *, total_only: bool = False) -> Prepared:
         select = total_query(query) if total_only else page_with_total_query(query)
         found = _prepared[key] = _compile(select)
     return found
-
-
-def _driver_unavailable(error: BaseException) -> bool:
-    """Whether an asyncpg error means the connection or the server is gone."""
-    if isinstance(error, asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
-        return True
-    state = getattr(error, "sqlstate", None)
-    return isinstance(state, str) and state.startswith(("28", "3D000", "53300", "57P0"))
-
-
-@asynccontextmanager
-async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection's asyncpg connection, outside any transaction.
-
-    Each statement on it commits by itself. Errors that mean the database is out of reach
-    surface as ``StoreUnavailable``, and the connection is then dropped from the pool.
-    """
-    try:
-        # The pool's own checkout, without SQLAlchemy's Connection around it: half the CPU.
-        fairy = await engine.raw_connection()
-    except Exception as error:
-        if is_unavailable(error) or _driver_unavailable(error):
-            raise StoreUnavailable(f"database unavailable: {error}") from error
-        raise
-    try:
-        yield fairy.driver_connection
-    except BaseException as error:
-        gone = isinstance(error, Exception) and _driver_unavailable(error)
-        if gone:
-            await greenlet_spawn(fairy.invalidate, error)
-        # Cancelled or not, the connection goes back to the pool (or is closed).
-        await asyncio.shield(greenlet_spawn(fairy.close))
-        if gone:
-            raise StoreUnavailable(f"database unavailable: {error}") from error
-        raise
-    await greenlet_spawn(fairy.close)
-
-
-READERS = 8
-"""Listing statements run at once per engine; the others wait for a turn.
-
-More would not run faster on the database's cores, and beyond the pool's connections
-each one would open (and then close) an overflow connection: a TLS attempt, a backend
-start and an empty statement cache, per request, under load.
-"""
-
-
-class RunListing:
-    """The run listing on one engine."""
-
-    def __init__(self, engine: AsyncEngine, readers: int = READERS) -> None:
-        self._engine = engine
-        self._readers = asyncio.Semaphore(readers)
-
-    async def page(self, query: RunQuery) -> RunPage:
-        """Filter, order and window as ``domain.listing.apply_query`` does.
-
-        One statement, prepared once per connection and shape, straight through asyncpg
-        (the SQLAlchemy execute path cost more CPU than the statement); only an empty page
-        needs a second one for the total.
-        """
-        if has_nul(query.task_name) or has_nul(query.search):
-            return RunPage(runs=[], total=0)
-        values = bound_values(query)
-        page = prepared(query)
-        async with self._readers, driver_connection(self._engine) as conn:
-            records = await conn.fetch(page.sql, *page.args(values))
-            if records:
-                count = records[0][TOTAL_LABEL]
-            else:
-                total = prepared(query, total_only=True)
-                count = await conn.fetchval(total.sql, *total.args(values))
-        return RunPage(runs=[listed_from_row(r) for r in records], total=int(count or 0))

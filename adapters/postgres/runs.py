@@ -14,9 +14,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.postgres.database import autocommit, transaction
-from adapters.postgres.listing import RunListing
 from adapters.postgres.locks import CounterKey, counter_lock_order, lock_task
 from adapters.postgres.rows import from_row, has_nul, to_row
+from adapters.postgres.run_listing import RunListing
 from adapters.postgres.tables import RUN_COLUMNS, run_counts, runs, task_ticks
 from domain import policies
 from domain.listing import RunPage, RunQuery
