@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
-from adapters.postgres.tables import run_counts, runs
+from adapters.postgres.tables import C_TEXT, run_counts, runs
 from domain.listing import ListedRun, RunQuery, SortField, StatusFilter
 
 _SORT_COLUMNS: dict[SortField, sa.ColumnElement[Any]] = {
@@ -65,7 +65,8 @@ def bound_values(query: RunQuery) -> dict[str, Any]:
 
 def _bind(query: RunQuery, name: str) -> sa.BindParameter[Any]:
     value = bound_values(query)[name]
-    type_ = sa.BigInteger() if name in ("limit", "offset") else sa.String()
+    # Strings as the columns they meet (collation "C"), as SQLAlchemy types literals.
+    type_ = sa.BigInteger() if name in ("limit", "offset") else C_TEXT
     return sa.bindparam(name, value, type_=type_)
 
 

@@ -30,3 +30,14 @@ async def test_each_query_of_one_shape_answers_with_its_own_values(repo: RunRepo
             assert found.total == len(matching)
     empty = await repo.list(RunQuery(task_name="nobody", status=ended))
     assert (list(empty.runs), empty.total) == ([], 0)
+
+
+async def test_offsets_up_to_the_largest_int64_give_empty_pages_with_the_total(
+    repo: RunRepository,
+) -> None:
+    made = await seed(repo)
+    for offset in (2**31, 2**63 - 1):
+        for query in (RunQuery(offset=offset), RunQuery(task_name=TASKS[0], offset=offset)):
+            page = await repo.list(query)
+            expected = [r for r in made if query.task_name in (None, r.task_name)]
+            assert (list(page.runs), page.total) == ([], len(expected))
