@@ -62,8 +62,10 @@ async def make_supervisor(
 
 
 async def all_runs(repo: PostgresRunRepository, task_name: str) -> list[Run]:
+    # A listing shows runs without their pid: read each whole.
     page = await repo.list(RunQuery(task_name=task_name, limit=100))
-    return sorted(page.runs, key=lambda r: r.id)
+    runs = [await repo.get(listed.id) for listed in page.runs]
+    return sorted((r for r in runs if r is not None), key=lambda r: r.id)
 
 
 async def wait_until(check: Callable[[], bool]) -> None:
