@@ -13,7 +13,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.postgres.database import autocommit, transaction
+from adapters.postgres.database import ASYNC_COMMIT, autocommit, transaction, wait_for_flush
 from adapters.postgres.locks import CounterKey, counter_lock_order, lock_task
 from adapters.postgres.rows import from_row, has_nul, to_row
 from adapters.postgres.run_listing import RunListing
@@ -29,14 +29,16 @@ _ENDED = RunStatus.ENDED.value
 _IS_CRON_TICK = sa.and_(runs.c.triggered_by == TriggeredBy.CRON.value, runs.c.retry_attempt == 0)
 
 
-# The server-side functions of migration 0005 (see its docstring for what each returns).
+# The server-side functions of migration 0005 (see its docstring for what each returns),
+# committed asynchronously and then flushed (``database.wait_for_flush``).
 _ADMIT = sa.text(
     "SELECT f.kind, f.decision, f.pending, (f.run).* "
-    "FROM runwarden_admit(:run, :max_concurrent, :on_overlap, :queue_max) AS f"
+    f"FROM {ASYNC_COMMIT}, runwarden_admit(:run, :max_concurrent, :on_overlap, :queue_max) AS f"
 )
-_CLAIM = sa.text("SELECT * FROM runwarden_claim(:id, :task, :at, :max)")
+_CLAIM = sa.text(f"SELECT c.* FROM {ASYNC_COMMIT}, runwarden_claim(:id, :task, :at, :max) AS c")
 _REPLACE = sa.text(
-    "SELECT runwarden_replace(:new, :expected, :follow_up, :tasks, :statuses, :reasons)"
+    f"SELECT {ASYNC_COMMIT}, "
+    "runwarden_replace(:new, :expected, :follow_up, :tasks, :statuses, :reasons) AS replaced"
 )
 _encoder = msgspec.json.Encoder()
 
@@ -150,7 +152,8 @@ class PostgresRunRepository(RunRepository):
         }
         try:
             async with autocommit(self._engine) as conn:
-                replaced = await conn.scalar(_REPLACE, params)
+                replaced = (await conn.execute(_REPLACE, params)).mappings().one()["replaced"]
+                await wait_for_flush(conn)
         except sa_exc.IntegrityError as error:
             raise ValueError(
                 f"run {follow_up.id if follow_up else new.id} conflicts with a stored run: "
@@ -175,6 +178,7 @@ class PostgresRunRepository(RunRepository):
         }
         async with autocommit(self._engine) as conn:
             rows = (await conn.execute(_ADMIT, params)).mappings().all()
+            await wait_for_flush(conn)
         if not rows:
             raise ValueError(f"run {run.id} conflicts with a stored run: same id")
         first = rows[0]
@@ -193,6 +197,7 @@ class PostgresRunRepository(RunRepository):
         params = {"id": run.id, "task": run.task_name, "at": at, "max": max_concurrent}
         async with autocommit(self._engine) as conn:
             row = (await conn.execute(_CLAIM, params)).mappings().first()
+            await wait_for_flush(conn)
         return from_row(row) if row is not None else None
 
     async def prune(

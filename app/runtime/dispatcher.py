@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 RECLAIM_DELAY = 1.0
 """Seconds before a run whose slot was taken elsewhere (another daemon) is tried again."""
+PID_RECORD_DELAY = 0.1
+"""Seconds a process lives before its pid is written on its own. The end of a shorter run
+writes the pid with the rest of the row, which spares most short runs a write; crash
+recovery finds orphans by their environment, not by this pid."""
 
 
 @dataclass(slots=True)
@@ -226,12 +231,12 @@ class Dispatcher:
         output.open()
         if active.stopped:
             await self._terminate(active)
-        with contextlib.suppress(Exception):
-            # Only for operators and crash recovery; the run goes on without it.
-            active.run = await services.record_pid(self._repo, running, process.pid)
+        active.run = dataclasses.replace(running, pid=process.pid)
+        loop = asyncio.get_running_loop()
+        pid_writer = loop.call_later(PID_RECORD_DELAY, self._record_pid, running, process.pid)
         timer = None
         if task.timeout is not None:
-            timer = asyncio.get_running_loop().call_later(task.timeout, self._time_out, active)
+            timer = loop.call_later(task.timeout, self._time_out, active)
         try:
             code = await process.wait()
             if active.timed_out:
@@ -240,6 +245,7 @@ class Dispatcher:
             log.exception("capturing output of run %s failed", running.id)
             code = EXIT_NOT_EXECUTED
         finally:
+            pid_writer.cancel()
             if timer is not None:
                 timer.cancel()
             await output.close()
@@ -282,6 +288,14 @@ class Dispatcher:
                 retry.not_before,
             )
             self.submit(retry)
+
+    def _record_pid(self, running: Run, pid: int) -> None:
+        async def record() -> None:
+            with contextlib.suppress(Exception):
+                # Only for operators; the run goes on without it, and its end writes it.
+                await services.record_pid(self._repo, running, pid)
+
+        self._spawn_worker(record())
 
     def _time_out(self, active: _Active) -> None:
         active.timed_out = True

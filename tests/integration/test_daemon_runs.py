@@ -232,6 +232,8 @@ def _start_sleeper(database_url: str, workdir: Path) -> tuple[DaemonProcess, str
     with daemon.client() as client:
         run_id = trigger(client, "sleeper")["id"]
         wait_for(lambda: client.get(f"/api/runs/{run_id}").json()["status"] == "running")
+    # The pid is written a moment after the start (PID_RECORD_DELAY).
+    wait_for(lambda: run_coroutine(lambda: _run_row(database_url, run_id))["pid"] is not None)
     return daemon, run_id
 
 

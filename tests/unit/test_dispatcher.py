@@ -93,7 +93,6 @@ async def test_the_process_gets_the_command_and_run_identity(make_world) -> None
     spec = process.spec
     assert (spec.command, spec.working_dir, spec.env["A"]) == ("echo hi", "/tmp", "1")
     assert spec.env["RUNWARDEN_RUN_ID"] == run.id
-    assert (await world.stored(run)).pid == process.pid
 
 
 async def test_output_is_stored_as_numbered_lines(make_world) -> None:
@@ -187,3 +186,26 @@ async def test_every_submitted_run_ends_exactly_once(make_world, count: int) -> 
     for run in runs:
         await eventually(lambda r=run: _is(world, r, RunStatus.ENDED))
     assert await world.repo.active() == []
+
+
+async def test_a_short_run_gets_its_pid_with_its_end(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="work"))
+    run = await world.trigger("t")
+    process = world.executor.started[0]
+    assert (await world.stored(run)).pid is None, "not written on its own before the delay"
+    process.finish(0)
+    await eventually(lambda: _is(world, run, RunStatus.ENDED))
+    assert (await world.stored(run)).pid == process.pid
+
+
+async def test_a_longer_run_gets_its_pid_written_while_it_runs(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="work"))
+    run = await world.trigger("t")
+    process = world.executor.started[0]
+
+    async def pid_written() -> bool:
+        return (await world.stored(run)).pid == process.pid
+
+    await eventually(pid_written)
+    assert await world.status(run) is RunStatus.RUNNING
+    process.finish(0)
