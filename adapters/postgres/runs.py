@@ -10,14 +10,17 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.postgres.batching import Batcher
 from adapters.postgres.database import ASYNC_COMMIT, autocommit, transaction, wait_for_flush
 from adapters.postgres.locks import CounterKey, counter_lock_order, lock_task
 from adapters.postgres.rows import from_row, has_nul, to_row
 from adapters.postgres.run_listing import RunListing
-from adapters.postgres.tables import RUN_COLUMNS, run_counts, runs, task_ticks
+from adapters.postgres.tables import C_TEXT, RUN_COLUMNS, run_counts, runs, task_ticks
 from domain import policies
 from domain.listing import RunPage, RunQuery
 from domain.policies import Admission
@@ -35,6 +38,17 @@ _ADMIT = sa.text(
     "SELECT f.kind, f.decision, f.pending, (f.run).* "
     f"FROM {ASYNC_COMMIT}, runwarden_admit(:run, :max_concurrent, :on_overlap, :queue_max) AS f"
 )
+_ADMIT_MANY = sa.text(
+    "SELECT f.item, f.kind, f.decision, f.pending, (f.run).* "
+    f"FROM {ASYNC_COMMIT}, runwarden_admit_many(:items) AS f"
+)
+_CLAIM_MANY = sa.text(
+    f"SELECT f.item, (f.run).* FROM {ASYNC_COMMIT}, runwarden_claim_many(:items) AS f"
+)
+_REPLACE_MANY = sa.text(
+    f"SELECT f.item, f.replaced FROM {ASYNC_COMMIT}, "
+    "runwarden_replace_many(:items, :tasks, :statuses, :reasons) AS f"
+)
 _CLAIM = sa.text(f"SELECT c.* FROM {ASYNC_COMMIT}, runwarden_claim(:id, :task, :at, :max) AS c")
 _REPLACE = sa.text(
     f"SELECT {ASYNC_COMMIT}, "
@@ -46,6 +60,40 @@ _encoder = msgspec.json.Encoder()
 def _json(run: Run) -> str:
     """``run`` as the ``jsonb`` the functions read with ``jsonb_populate_record``."""
     return _encoder.encode(to_row(run)).decode()
+
+
+def _items(items: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The ``jsonb`` array the ``*_many`` functions of migration 0006 take."""
+    return {"items": _encoder.encode(items).decode()}
+
+
+def _by_item(rows: Sequence[RowMapping], count: int) -> builtins.list[builtins.list[RowMapping]]:
+    """The rows of a ``*_many`` function grouped by their ``item``, in item order."""
+    grouped: builtins.list[builtins.list[RowMapping]] = [[] for _ in range(count)]
+    for row in rows:
+        grouped[row["item"]].append(row)
+    return grouped
+
+
+_Replacement = tuple[Run, RunStatus, "Run | None"]
+"""The arguments of one ``replace``: new run, expected status, follow-up."""
+
+
+def _counter_keys(item: _Replacement) -> builtins.list[CounterKey]:
+    """The ``run_counts`` rows one replace moves."""
+    new, expected, follow_up = item
+    keys = [(new.task_name, expected.value, ""), _counter_key(new)]
+    if follow_up is not None:
+        keys.append(_counter_key(follow_up))
+    return keys
+
+
+def _lock_params(keys: Sequence[CounterKey]) -> dict[str, builtins.list[str]]:
+    return {
+        "tasks": [k[0] for k in keys],
+        "statuses": [k[1] for k in keys],
+        "reasons": [k[2] for k in keys],
+    }
 
 
 def _counter_key(run: Run) -> CounterKey:
@@ -108,6 +156,10 @@ class PostgresRunRepository(RunRepository):
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._listing = RunListing(engine)
+        self._admits = Batcher(self._admit_many, self._admit_one)
+        self._claims = Batcher(self._claim_many, self._claim_one)
+        self._ticks = Batcher(self._save_ticks, self._save_tick)
+        self._replaces = Batcher(self._replace_many, self._replace_one)
 
     async def add(self, run: Run) -> None:
         """Insert a new run; a duplicate id, external execution id or cron tick raises
@@ -136,19 +188,21 @@ class PostgresRunRepository(RunRepository):
         """Store ``new`` if the stored run still has status ``expected``; then ``follow_up``.
 
         A ``follow_up`` that conflicts with a stored run raises ValueError and undoes both:
-        ``runwarden_replace`` is one statement, so one transaction.
+        ``runwarden_replace`` is one statement, so one transaction. Concurrent replaces go
+        together through ``runwarden_replace_many``.
         """
+        return await self._replaces.submit((new, expected, follow_up))
+
+    async def _replace_one(self, item: _Replacement) -> bool:
+        new, expected, follow_up = item
         keys: builtins.list[CounterKey] = []
         if follow_up is not None:
-            before = (new.task_name, expected.value, "")
-            keys = counter_lock_order([before, _counter_key(new), _counter_key(follow_up)])
+            keys = counter_lock_order(_counter_keys(item))
         params = {
             "new": _json(new),
             "expected": expected.value,
             "follow_up": _json(follow_up) if follow_up is not None else None,
-            "tasks": [k[0] for k in keys],
-            "statuses": [k[1] for k in keys],
-            "reasons": [k[2] for k in keys],
+            **_lock_params(keys),
         }
         try:
             async with autocommit(self._engine) as conn:
@@ -161,24 +215,44 @@ class PostgresRunRepository(RunRepository):
             ) from error
         return bool(replaced)
 
+    async def _replace_many(self, items: Sequence[_Replacement]) -> builtins.list[bool]:
+        # Every counter row of the batch, locked up front in one order (see migration 0006).
+        keys = counter_lock_order([key for item in items for key in _counter_keys(item)])
+        rows = [
+            {
+                "new": to_row(new),
+                "expected": expected.value,
+                "follow_up": to_row(follow_up) if follow_up is not None else None,
+            }
+            for new, expected, follow_up in items
+        ]
+        params = {**_items(rows), **_lock_params(keys)}
+        async with autocommit(self._engine) as conn:
+            found = (await conn.execute(_REPLACE_MANY, params)).mappings().all()
+            await wait_for_flush(conn)
+        replaced = [False] * len(items)
+        for row in found:
+            replaced[row["item"]] = bool(row["replaced"])
+        return replaced
+
     async def admit(self, run: Run, task: TaskSpec) -> Admitted:
         """Record a trigger under ``task``'s overlap policy, deciding under the task's lock.
 
         A repeat of a stored cloud execution returns that run (ACCEPT), a repeat of a stored
         cron tick returns that run (SKIP); neither inserts anything. ``runwarden_admit``
-        does it all in one statement, applying ``policies.admit`` as the server's copy.
+        does it all in one statement, applying ``policies.admit`` as the server's copy;
+        concurrent admits go together through ``runwarden_admit_many``.
         """
         if run.task_name != task.name:
             raise ValueError(f"run {run.id} is of task {run.task_name!r}, not {task.name!r}")
-        params = {
-            "run": _json(run),
-            "max_concurrent": task.max_concurrent,
-            "on_overlap": task.on_overlap.value,
-            "queue_max": task.queue_max,
-        }
-        async with autocommit(self._engine) as conn:
-            rows = (await conn.execute(_ADMIT, params)).mappings().all()
-            await wait_for_flush(conn)
+        rows = await self._admits.submit(
+            {
+                "run": to_row(run),
+                "max_concurrent": task.max_concurrent,
+                "on_overlap": task.on_overlap.value,
+                "queue_max": task.queue_max,
+            }
+        )
         if not rows:
             raise ValueError(f"run {run.id} conflicts with a stored run: same id")
         first = rows[0]
@@ -192,13 +266,44 @@ class PostgresRunRepository(RunRepository):
             to_stop = tuple(policies.runs_to_terminate(task, running, int(first["pending"])))
         return Admitted(stored, decision, to_stop)
 
-    async def claim(self, run: Run, at: datetime, max_concurrent: int) -> Run | None:
-        """Move the pending run to running at ``at`` if a slot is free; None otherwise."""
-        params = {"id": run.id, "task": run.task_name, "at": at, "max": max_concurrent}
+    async def _admit_one(self, item: dict[str, Any]) -> builtins.list[RowMapping]:
+        params = {**item, "run": _encoder.encode(item["run"]).decode()}
         async with autocommit(self._engine) as conn:
-            row = (await conn.execute(_CLAIM, params)).mappings().first()
+            rows = (await conn.execute(_ADMIT, params)).mappings().all()
             await wait_for_flush(conn)
-        return from_row(row) if row is not None else None
+        return builtins.list(rows)
+
+    async def _admit_many(
+        self, items: Sequence[dict[str, Any]]
+    ) -> builtins.list[builtins.list[RowMapping]]:
+        async with autocommit(self._engine) as conn:
+            found = (await conn.execute(_ADMIT_MANY, _items(items))).mappings().all()
+            await wait_for_flush(conn)
+        return _by_item(found, len(items))
+
+    async def claim(self, run: Run, at: datetime, max_concurrent: int) -> Run | None:
+        """Move the pending run to running at ``at`` if a slot is free; None otherwise.
+
+        Concurrent claims go together through ``runwarden_claim_many``.
+        """
+        rows = await self._claims.submit(
+            {"id": run.id, "task": run.task_name, "at": at, "max": max_concurrent}
+        )
+        return from_row(rows[0]) if rows else None
+
+    async def _claim_one(self, item: dict[str, Any]) -> builtins.list[RowMapping]:
+        async with autocommit(self._engine) as conn:
+            rows = (await conn.execute(_CLAIM, item)).mappings().all()
+            await wait_for_flush(conn)
+        return builtins.list(rows)
+
+    async def _claim_many(
+        self, items: Sequence[dict[str, Any]]
+    ) -> builtins.list[builtins.list[RowMapping]]:
+        async with autocommit(self._engine) as conn:
+            found = (await conn.execute(_CLAIM_MANY, _items(items))).mappings().all()
+            await wait_for_flush(conn)
+        return _by_item(found, len(items))
 
     async def prune(
         self, task_name: str, keep_runs: int | None, ended_before: datetime | None, batch: int
@@ -225,14 +330,35 @@ class PostgresRunRepository(RunRepository):
         return {name: tick for name, tick in rows}
 
     async def save_last_tick(self, task_name: str, tick: datetime) -> None:
-        """Remember ``tick`` as handled, unless a later one already is."""
-        stmt = pg_insert(task_ticks).values(task_name=task_name, last_tick=tick)
+        """Remember ``tick`` as handled, unless a later one already is.
+
+        Concurrent calls (many cron tasks due at once) go as one statement.
+        """
+        await self._ticks.submit((task_name, tick))
+
+    async def _save_ticks(self, items: Sequence[tuple[str, datetime]]) -> builtins.list[None]:
+        latest: dict[str, datetime] = {}
+        for name, tick in items:
+            latest[name] = max(tick, latest.get(name, tick))
+        # In name order, as every writer of several task_ticks rows takes them.
+        names = sorted(latest)
+        stmt = pg_insert(task_ticks).from_select(
+            ["task_name", "last_tick"],
+            sa.select(
+                sa.func.unnest(sa.cast(names, ARRAY(C_TEXT))),
+                sa.func.unnest(sa.cast([latest[n] for n in names], ARRAY(sa.DateTime(True)))),
+            ),
+        )
         stmt = stmt.on_conflict_do_update(
             index_elements=[task_ticks.c.task_name],
             set_={"last_tick": sa.func.greatest(task_ticks.c.last_tick, stmt.excluded.last_tick)},
         )
         async with autocommit(self._engine) as conn:
             await conn.execute(stmt)
+        return [None] * len(items)
+
+    async def _save_tick(self, item: tuple[str, datetime]) -> None:
+        await self._save_ticks([item])
 
     async def get(self, run_id: str) -> Run | None:
         """The run with that id, or None."""

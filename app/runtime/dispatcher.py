@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 RECLAIM_DELAY = 1.0
 """Seconds before a run whose slot was taken elsewhere (another daemon) is tried again."""
-PID_RECORD_DELAY = 0.1
+PID_RECORD_DELAY = 1.0
 """Seconds a process lives before its pid is written on its own. The end of a shorter run
 writes the pid with the rest of the row, which spares most short runs a write; crash
 recovery finds orphans by their environment, not by this pid."""

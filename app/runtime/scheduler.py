@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 
 MAX_SLEEP = 30.0
 """Wake at least this often, so a changed wall clock is noticed."""
-PARALLEL_TASKS = 8
-"""Tasks whose ticks are recorded at once: well under the connection pool's size."""
+PARALLEL_TASKS = 256
+"""Tasks whose ticks are recorded at once. The Postgres store sends concurrent admits
+together (``adapters/postgres/batching.py``), so this bounds the work in flight, not the
+connections used."""
 RETRY_INTERVAL = 1.0
 """Seconds between attempts to record ticks while the database does not answer."""
 
