@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from domain.errors import StoreUnavailable
@@ -21,6 +22,18 @@ R = TypeVar("R")
 
 MAX_BATCH = 256
 """The most calls one statement carries."""
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """What a :class:`Batcher` has sent so far."""
+
+    calls: int = 0
+    """Calls submitted."""
+    statements: int = 0
+    """Statements sent: batches, single calls, and the single calls of failed batches."""
+    failed_batches: int = 0
+    """Batches that failed and were sent again one call at a time."""
 
 
 class Batcher(Generic[T, R]):
@@ -44,12 +57,14 @@ class Batcher(Generic[T, R]):
         self._max_batch = max_batch
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._sender: asyncio.Task[None] | None = None
+        self.stats = BatchStats()
 
     async def submit(self, item: T) -> R:
         """The result of ``item``, sent with whatever else is queued by then."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, future))
+        self.stats.calls += 1
         if self._sender is None or self._sender.done():
             self._sender = loop.create_task(self._drain())
         return await future
@@ -64,6 +79,7 @@ class Batcher(Generic[T, R]):
 
     async def _send(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         items = [item for item, _ in batch]
+        self.stats.statements += 1
         try:
             if len(items) == 1:
                 results: Sequence[R] = [await self._send_one(items[0])]
@@ -81,6 +97,8 @@ class Batcher(Generic[T, R]):
             if len(items) == 1:
                 _fail(batch[0][1], exc)
                 return
+            self.stats.failed_batches += 1
+            self.stats.statements += len(items)
             await asyncio.gather(*(self._send_alone(item, future) for item, future in batch))
             return
         for (_, future), result in zip(batch, results, strict=True):

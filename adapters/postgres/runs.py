@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.postgres.batching import Batcher
+from adapters.postgres.batching import Batcher, BatchStats
 from adapters.postgres.database import ASYNC_COMMIT, autocommit, transaction, wait_for_flush
 from adapters.postgres.locks import CounterKey, counter_lock_order, lock_task
 from adapters.postgres.rows import from_row, has_nul, to_row
@@ -160,6 +160,16 @@ class PostgresRunRepository(RunRepository):
         self._claims = Batcher(self._claim_many, self._claim_one)
         self._ticks = Batcher(self._save_ticks, self._save_tick)
         self._replaces = Batcher(self._replace_many, self._replace_one)
+
+    @property
+    def batch_stats(self) -> dict[str, BatchStats]:
+        """How the concurrent writes were sent, per kind (see ``batching.py``)."""
+        return {
+            "admit": self._admits.stats,
+            "claim": self._claims.stats,
+            "replace": self._replaces.stats,
+            "save_last_tick": self._ticks.stats,
+        }
 
     async def add(self, run: Run) -> None:
         """Insert a new run; a duplicate id, external execution id or cron tick raises

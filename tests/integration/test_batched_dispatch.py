@@ -51,6 +51,13 @@ def trigger(task: str, ms: int) -> Run:
     return Run(new_id(at), task, at, TriggeredBy.API)
 
 
+def assert_batched(repos: list[PostgresRunRepository], kind: str) -> None:
+    """Calls of ``kind`` went in fewer statements than calls, and no batch fell back."""
+    stats = [repo.batch_stats[kind] for repo in repos]
+    assert sum(s.failed_batches for s in stats) == 0
+    assert sum(s.statements for s in stats) < sum(s.calls for s in stats)
+
+
 async def count(repo: PostgresRunRepository, task: str, status: str) -> int:
     return (await repo.list(RunQuery(task_name=task, status=parse_status_filter(status)))).total
 
@@ -64,6 +71,7 @@ async def test_a_batch_over_many_tasks_decides_each_task_first_come_first_served
         (task, trigger(task.name, 10 * i + k)) for k in range(3) for i, task in enumerate(tasks)
     ]
     results = await asyncio.gather(*(repo.admit(run, task) for task, run in made))
+    assert_batched([repo], "admit")
     for task in tasks:
         decisions = [r.decision for (t, _), r in zip(made, results, strict=True) if t is task]
         assert decisions == [Admission.ACCEPT, Admission.SKIP, Admission.SKIP], task.name
@@ -82,6 +90,7 @@ async def test_batches_of_several_daemons_never_exceed_the_skip_policy(
         daemons[k % DAEMONS].admit(trigger(task.name, k), task) for k in range(24) for task in tasks
     ]
     results = await asyncio.gather(*calls)
+    assert_batched(daemons, "admit")
     assert sum(r.decision is Admission.ACCEPT for r in results) == 2 * len(tasks)
     for task in tasks:
         assert await count(daemons[0], task.name, "pending") == 2
@@ -99,6 +108,7 @@ async def test_batched_claims_of_several_daemons_fill_exactly_max_concurrent(
     claimed = await asyncio.gather(
         *(daemons[k % DAEMONS].claim(run, at, 3) for k, run in enumerate(waiting))
     )
+    assert_batched(daemons, "claim")
     for name in names:
         winners = [c for c in claimed if c is not None and c.task_name == name]
         assert len(winners) == 3
@@ -122,6 +132,7 @@ async def test_one_bad_item_fails_only_its_own_caller(
         return_exceptions=True,
     )
     assert isinstance(outcomes[3], Exception)
+    assert repo.batch_stats["admit"].failed_batches == 1
     admitted = [o for i, o in enumerate(outcomes) if i != 3]
     assert [a.run.id for a in admitted] == [r.id for r in made]  # type: ignore[union-attr]
     assert await count(repo, "mixed", "pending") == 6
@@ -134,6 +145,7 @@ async def test_ticks_saved_together_keep_the_latest_per_task(
     await repo.save_last_tick("t00", T0 + timedelta(hours=1))
     saves = [(f"t{i:02d}", T0 + timedelta(seconds=s)) for s in (3, 1, 2) for i in range(40)]
     await asyncio.gather(*(repo.save_last_tick(name, tick) for name, tick in saves))
+    assert_batched([repo], "save_last_tick")
     expected = {f"t{i:02d}": T0 + timedelta(seconds=3) for i in range(40)}
     expected["t00"] = T0 + timedelta(hours=1)  # a later tick is never moved back
     assert await repo.last_ticks() == expected
@@ -172,6 +184,7 @@ async def test_ends_and_retries_sent_together_by_several_daemons_keep_the_counts
             for k, new in enumerate(ended)
         ),
     )
+    assert_batched(daemons, "replace")
     assert sum(outcomes) == len(started)
     for name in names:
         assert await count(daemons[0], name, "running") == 0
@@ -179,7 +192,8 @@ async def test_ends_and_retries_sent_together_by_several_daemons_keep_the_counts
         assert await count(daemons[0], name, "pending") <= 10
     for new in ended:
         stored = await daemons[0].get(new.id)
-        assert stored is not None and stored.end_reason is EndReason.FAILED
+        assert stored is not None
+        assert stored.end_reason is EndReason.FAILED
     stored_retries = [r for r in retries if r is not None and await daemons[0].get(r.id)]
     pending = sum([await count(daemons[0], name, "pending") for name in names])
     assert len(stored_retries) == pending
