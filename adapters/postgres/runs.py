@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.postgres.batching import Batcher, BatchStats
+from adapters.postgres.batching import Batcher, BatchStats, Lanes
 from adapters.postgres.database import ASYNC_COMMIT, autocommit, transaction, wait_for_flush
 from adapters.postgres.locks import CounterKey, counter_lock_order, lock_task
 from adapters.postgres.rows import from_row, has_nul, to_row
@@ -77,6 +77,18 @@ def _by_item(rows: Sequence[RowMapping], count: int) -> builtins.list[builtins.l
 
 _Replacement = tuple[Run, RunStatus, "Run | None"]
 """The arguments of one ``replace``: new run, expected status, follow-up."""
+
+
+def _admit_task(item: dict[str, Any]) -> str:
+    return str(item["run"]["task_name"])
+
+
+def _claim_task(item: dict[str, Any]) -> str:
+    return str(item["task"])
+
+
+def _replace_task(item: _Replacement) -> str:
+    return item[0].task_name
 
 
 def _counter_keys(item: _Replacement) -> builtins.list[CounterKey]:
@@ -156,10 +168,10 @@ class PostgresRunRepository(RunRepository):
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._listing = RunListing(engine)
-        self._admits = Batcher(self._admit_many, self._admit_one)
-        self._claims = Batcher(self._claim_many, self._claim_one)
+        self._admits = Lanes(self._admit_many, self._admit_one, key=_admit_task)
+        self._claims = Lanes(self._claim_many, self._claim_one, key=_claim_task)
+        self._replaces = Lanes(self._replace_many, self._replace_one, key=_replace_task)
         self._ticks = Batcher(self._save_ticks, self._save_tick)
-        self._replaces = Batcher(self._replace_many, self._replace_one)
 
     @property
     def batch_stats(self) -> dict[str, BatchStats]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from adapters.postgres.batching import Batcher
+from adapters.postgres.batching import Batcher, Lanes
 from domain.errors import StoreUnavailable
 
 
@@ -107,5 +107,35 @@ async def test_a_cancelled_call_does_not_cancel_the_others() -> None:
     calls[2].cancel()
     store.release.set()
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
-    assert outcomes[0] == 0 and outcomes[1] == 2 and outcomes[3] == 6
+    assert outcomes[0] == 0
+    assert outcomes[1] == 2
+    assert outcomes[3] == 6
     assert isinstance(outcomes[2], asyncio.CancelledError)
+
+
+async def test_lanes_keep_each_key_in_order_and_send_lanes_at_once() -> None:
+    in_flight = 0
+    most_in_flight = 0
+    sent: list[list[tuple[str, int]]] = []
+
+    async def many(items: Sequence[tuple[str, int]]) -> list[int]:
+        nonlocal in_flight, most_in_flight
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        sent.append(list(items))
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return [n for _, n in items]
+
+    async def one(item: tuple[str, int]) -> int:
+        return (await many([item]))[0]
+
+    lanes = Lanes(many, one, key=lambda item: item[0], lanes=4)
+    calls = [(f"task{k % 8}", k) for k in range(64)]
+    assert await asyncio.gather(*(lanes.submit(c) for c in calls)) == list(range(64))
+    assert most_in_flight > 1
+    for task in {name for name, _ in calls}:
+        order = [n for batch in sent for name, n in batch if name == task]
+        assert order == sorted(order), f"{task} was sent out of order"
+    assert lanes.stats.calls == 64
+    assert lanes.stats.statements == len(sent)
