@@ -50,6 +50,10 @@ class CronScheduler:
             n: Schedule.parse(t.cron or "", t.timezone) for n, t in self._tasks.items()
         }
         self._last_seen: dict[str, datetime] = {}
+        # The first tick after each task's last_seen: computing ticks costs ~0.1 ms each
+        # (croniter), which for 200 tasks due every second was half the start delay.
+        self._next: dict[str, datetime] = {}
+        self._following: dict[str, datetime] = {}
         self._failing: set[str] = set()
         self.heartbeat: datetime | None = None
 
@@ -63,9 +67,9 @@ class CronScheduler:
         saved = await durably(self._repo.last_ticks, what="reading cron state")
         for name in self._tasks:
             if name in saved:
-                self._last_seen[name] = saved[name]
+                self._seen(name, saved[name])
             else:
-                self._last_seen[name] = now
+                self._seen(name, now)
                 await durably(
                     lambda n=name: self._repo.save_last_tick(n, now),  # type: ignore[misc]
                     what=f"recording cron state of {name}",
@@ -79,10 +83,9 @@ class CronScheduler:
             now = self._clock.now()
             self.heartbeat = now
             recorded = await self.fire_due(now)
-            upcoming = [self._schedules[n].next_tick(self._last_seen[n]) for n in self._tasks]
             wait = MAX_SLEEP
-            if upcoming:
-                wait = min(wait, (min(upcoming) - self._clock.now()).total_seconds())
+            if self._next:
+                wait = min(wait, (min(self._next.values()) - self._clock.now()).total_seconds())
             # While the database is away the overdue ticks stay due: do not spin on them.
             await asyncio.sleep(max(wait, 0.0 if recorded else RETRY_INTERVAL))
 
@@ -95,8 +98,9 @@ class CronScheduler:
         """
         due = []
         for name, task in self._tasks.items():
-            since = self._last_seen[name]
-            ticks = self._schedules[name].ticks_between(since, now, task.max_catch_up_runs + 64)
+            if self._next[name] > now:
+                continue
+            ticks = self._due_ticks(name, task, now)
             if ticks:
                 due.append((task, select_ticks(task, ticks, now)))
         if not due:
@@ -132,8 +136,24 @@ class CronScheduler:
         if name in self._failing:
             self._failing.discard(name)
             log.info("cron ticks of %s recorded again", name)
-        self._last_seen[name] = now
+        self._seen(name, now, self._following.pop(name, None))
         return True
+
+    def _due_ticks(self, name: str, task: TaskSpec, now: datetime) -> list[datetime]:
+        schedule = self._schedules[name]
+        first = self._next[name]
+        following = schedule.next_tick(first)
+        if following > now:
+            # The usual case: one tick due; the one after it is the next after `now`.
+            self._following[name] = following
+            return [first]
+        since = self._last_seen[name]
+        return schedule.ticks_between(since, now, task.max_catch_up_runs + 64)
+
+    def _seen(self, name: str, at: datetime, following: datetime | None = None) -> None:
+        """Ticks of ``name`` up to ``at`` are handled; ``following`` is the first after it."""
+        self._last_seen[name] = at
+        self._next[name] = following or self._schedules[name].next_tick(at)
 
     async def _fire(self, task: TaskSpec, tick: datetime) -> None:
         admitted = await services.record_cron_tick(self._repo, task, tick)

@@ -1,0 +1,76 @@
+"""The cron loop's bookkeeping, on the in-memory store and a clock that moves when told."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from adapters.memory import FakeClock, InMemoryExecutor, InMemoryLogStore, InMemoryRunRepository
+from app.runtime.dispatcher import Dispatcher
+from app.runtime.scheduler import CronScheduler
+from domain.tasks import CatchUp, TaskSpec
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class World:
+    def __init__(self, *tasks: TaskSpec) -> None:
+        self.repo = InMemoryRunRepository()
+        self.clock = FakeClock(T0)
+        self.tasks = {t.name: t for t in tasks}
+        self.dispatcher = Dispatcher(
+            self.repo, InMemoryLogStore(), InMemoryExecutor(), self.clock, self.tasks
+        )
+        self.scheduler = CronScheduler(self.repo, self.dispatcher, self.clock, self.tasks)
+
+    async def ticks(self, name: str) -> list[datetime]:
+        return sorted(r.created_at for r in self.repo.runs.values() if r.task_name == name)
+
+    async def look_at(self, seconds: float) -> None:
+        self.clock.set(T0 + timedelta(seconds=seconds))
+        assert await self.scheduler.fire_due(self.clock.now())
+
+
+def every_second(name: str, **fields: object) -> TaskSpec:
+    return TaskSpec(name=name, run="true", cron="* * * * * *", max_concurrent=100, **fields)  # type: ignore[arg-type]
+
+
+def seconds(ticks: list[datetime]) -> list[float]:
+    return [(t - T0).total_seconds() for t in ticks]
+
+
+async def test_each_look_records_every_tick_due_since_the_last_once() -> None:
+    world = World(every_second("a"), TaskSpec(name="b", run="true", cron="*/5 * * * * *"))
+    await world.scheduler.load_state()
+    for at in (0.5, 1.2, 1.7, 2.0, 3.4, 5.0, 5.1, 6.0):
+        await world.look_at(at)
+    # At 5.0 ticks 4 and 5 were due: 5 on time, 4 missed once (catch_up = latest).
+    assert seconds(await world.ticks("a")) == [1, 2, 3, 4, 5, 6]
+    assert seconds(await world.ticks("b")) == [5]
+    assert world.scheduler.next_run_at("b", world.clock.now()) == T0 + timedelta(seconds=10)
+    await world.dispatcher.shutdown()
+
+
+async def test_after_a_long_gap_the_missed_ticks_follow_catch_up() -> None:
+    world = World(
+        every_second("latest"),
+        every_second("all", catch_up=CatchUp.ALL, max_catch_up_runs=3),
+        every_second("skip", catch_up=CatchUp.SKIP),
+    )
+    await world.scheduler.load_state()
+    await world.look_at(1)
+    await world.look_at(60)  # ticks 2..59 missed, 60 on time
+    await world.look_at(61)
+    assert seconds(await world.ticks("latest")) == [1, 59, 60, 61]
+    assert seconds(await world.ticks("all")) == [1, 57, 58, 59, 60, 61]
+    assert seconds(await world.ticks("skip")) == [1, 60, 61]
+    await world.dispatcher.shutdown()
+
+
+async def test_a_look_between_ticks_records_nothing() -> None:
+    world = World(every_second("a"))
+    await world.scheduler.load_state()
+    await world.look_at(1.0)
+    await world.look_at(1.5)
+    await world.look_at(1.999)
+    assert seconds(await world.ticks("a")) == [1]
+    await world.dispatcher.shutdown()
