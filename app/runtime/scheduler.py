@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from datetime import datetime
 
 from app.runtime.dispatcher import Dispatcher
@@ -53,7 +54,10 @@ class CronScheduler:
         # The first tick after each task's last_seen: computing ticks costs ~0.1 ms each
         # (croniter), which for 200 tasks due every second was half the start delay.
         self._next: dict[str, datetime] = {}
-        self._following: dict[str, datetime] = {}
+        # Per task, the walk over its ticks after `_next` (cheaper than a new croniter per
+        # tick), and the first of them once looked at.
+        self._ahead: dict[str, Iterator[datetime]] = {}
+        self._after: dict[str, datetime] = {}
         self._failing: set[str] = set()
         self.heartbeat: datetime | None = None
 
@@ -136,24 +140,8 @@ class CronScheduler:
         if name in self._failing:
             self._failing.discard(name)
             log.info("cron ticks of %s recorded again", name)
-        self._seen(name, now, self._following.pop(name, None))
+        self._seen(name, now)
         return True
-
-    def _due_ticks(self, name: str, task: TaskSpec, now: datetime) -> list[datetime]:
-        schedule = self._schedules[name]
-        first = self._next[name]
-        following = schedule.next_tick(first)
-        if following > now:
-            # The usual case: one tick due; the one after it is the next after `now`.
-            self._following[name] = following
-            return [first]
-        since = self._last_seen[name]
-        return schedule.ticks_between(since, now, task.max_catch_up_runs + 64)
-
-    def _seen(self, name: str, at: datetime, following: datetime | None = None) -> None:
-        """Ticks of ``name`` up to ``at`` are handled; ``following`` is the first after it."""
-        self._last_seen[name] = at
-        self._next[name] = following or self._schedules[name].next_tick(at)
 
     async def _fire(self, task: TaskSpec, tick: datetime) -> None:
         admitted = await services.record_cron_tick(self._repo, task, tick)
@@ -164,3 +152,24 @@ class CronScheduler:
             return
         self._dispatcher.stop_soon(list(admitted.to_stop))
         self._dispatcher.submit(admitted.run)
+
+    def _due_ticks(self, name: str, task: TaskSpec, now: datetime) -> list[datetime]:
+        if name not in self._after:
+            self._after[name] = next(self._ahead[name])
+        if self._after[name] > now:
+            # The usual case: one tick due, and the one after it is the first after `now`.
+            return [self._next[name]]
+        # Several due: the walk could be long (a month of seconds); count back from `now`.
+        return self._schedules[name].ticks_between(
+            self._last_seen[name], now, task.max_catch_up_runs + 64
+        )
+
+    def _seen(self, name: str, at: datetime) -> None:
+        """Ticks of ``name`` up to ``at`` are handled: move its ``_next`` past ``at``."""
+        self._last_seen[name] = at
+        after = self._after.pop(name, None)
+        if after is not None and after > at >= self._next[name]:
+            self._next[name] = after  # the walk goes on from there
+            return
+        self._ahead[name] = self._schedules[name].ticks_after(at)
+        self._next[name] = next(self._ahead[name])

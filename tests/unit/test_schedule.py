@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -214,3 +215,22 @@ def test_bad_expressions_say_what_is_wrong(expression: str, complaint: str) -> N
 def test_an_unknown_time_zone_is_invalid() -> None:
     with pytest.raises(InvalidSchedule, match="unknown time zone 'Mars/Olympus'"):
         Schedule.parse("* * * * *", "Mars/Olympus")
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone"),
+    [("* * * * * *", "UTC"), ("30 2 * * *", "Europe/Berlin"), ("@every 90s", "UTC")],
+)
+def test_walking_the_ticks_gives_what_next_tick_gives_one_by_one(
+    expression: str, zone: str
+) -> None:
+    schedule = Schedule.parse(expression, zone)
+    # Across the spring-forward night in Berlin (2:30 does not exist on 2026-03-29).
+    start = datetime(2026, 3, 27, 23, 0, tzinfo=UTC)
+    walked = list(itertools.islice(schedule.ticks_after(start), 5))
+    expected = []
+    at = start
+    for _ in range(5):
+        at = schedule.next_tick(at)
+        expected.append(at)
+    assert walked == expected
