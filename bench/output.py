@@ -53,7 +53,7 @@ async def storage_floor(database_url: str) -> float:
         # Logged and compressed like run_logs: the floor pays for the WAL and the TOAST
         # compression the daemon pays for.
         method = await conn.fetchval(
-            "SELECT attcompression FROM pg_attribute"
+            "SELECT attcompression::text FROM pg_attribute"
             " WHERE attrelid = 'run_logs'::regclass AND attname = 'body'"
         )
         compression = {"l": " COMPRESSION lz4", "p": " COMPRESSION pglz"}.get(method, "")

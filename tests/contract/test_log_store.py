@@ -243,3 +243,20 @@ async def test_rows_of_the_per_line_format_read_back_beside_columnar_ones(
     await store.append(run.id, new)
     assert await store.read(run.id, 0, 100) == old + new.lines()
     assert await store.read(run.id, 3, 4) == (old + new.lines())[3:7]
+
+
+async def test_chunks_are_compressed_with_lz4_where_the_server_has_it(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        has_lz4 = await conn.scalar(
+            sa.text(
+                "SELECT 'lz4' = ANY (enumvals) FROM pg_settings"
+                " WHERE name = 'default_toast_compression'"
+            )
+        )
+        method = await conn.scalar(
+            sa.text(
+                "SELECT attcompression::text FROM pg_attribute"
+                " WHERE attrelid = 'run_logs'::regclass AND attname = 'body'"
+            )
+        )
+    assert method == ("l" if has_lz4 else "")
