@@ -29,8 +29,8 @@ each one would open (and then close) an overflow connection: a TLS attempt, a ba
 start and an empty statement cache, per request, under load.
 """
 
-MAX_DEAD = 20
-"""Dead pooled connections a read skips before it gives up (the pool holds at most 20)."""
+MAX_DEAD = 32
+"""Dead pooled connections a read skips before it gives up: more than the pool holds."""
 
 
 class ConnectionLost(StoreUnavailable):
