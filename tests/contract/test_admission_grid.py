@@ -6,6 +6,7 @@ domain's rule; this keeps the two from drifting apart.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -64,3 +65,34 @@ async def test_admission_matches_the_domain_policy_for_every_load(repo: RunRepos
         assert await repo.get(run.id) == stored
         to_stop = policies.runs_to_terminate(task, started, pending)
         assert list(admitted.to_stop) == (to_stop if expected is Admission.TERMINATE else [])
+
+
+async def test_triggers_made_at_once_decide_as_if_made_one_after_another(
+    repo: RunRepository,
+) -> None:
+    """On PostgreSQL these go as one batch (``runwarden_admit_many``), decided set-wise."""
+    for case, (overlap, max_concurrent, queue_max, running, pending) in enumerate(GRID):
+        task = TaskSpec(
+            name=f"burst-{case}",
+            run="true",
+            on_overlap=overlap,
+            max_concurrent=max_concurrent,
+            queue_max=queue_max,
+        )
+        started = await _load(repo, task.name, running, pending)
+        at = T0 + timedelta(minutes=1)
+        burst = [Run(new_id(at), task.name, at, TriggeredBy.API) for _ in range(3)]
+
+        admitted = await asyncio.gather(*(repo.admit(run, task) for run in burst))
+
+        load = TaskLoad(running=running, pending=pending)
+        for run, result in zip(burst, admitted, strict=True):
+            expected = policies.admit(task, load)
+            assert result.decision is expected, (case, overlap, max_concurrent, queue_max)
+            stored = run.ended(EndReason.SKIPPED, at) if expected is Admission.SKIP else run
+            assert result.run == stored
+            assert await repo.get(run.id) == stored
+            to_stop = policies.runs_to_terminate(task, started, load.pending)
+            assert list(result.to_stop) == (to_stop if expected is Admission.TERMINATE else [])
+            if expected is not Admission.SKIP:
+                load = TaskLoad(running=load.running, pending=load.pending + 1)
