@@ -126,8 +126,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     results: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
     url = await bench_database_url()
     results["machine"] = await _machine(url)
-    await cleanup(url)
+    # Seeding migrates a new database: only then are there tables to clean.
     results["seed"] = await ensure_seeded(url, args.runs, args.task_runs, args.fresh, log)
+    await cleanup(url)
     try:
         if "listing" in args.only:
             await listing_phase(url, results, args.profile)
