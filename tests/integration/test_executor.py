@@ -291,3 +291,28 @@ async def test_a_failing_sink_never_blocks_the_process_and_its_error_is_raised_b
     with pytest.raises(RuntimeError, match="sink broken"):
         async with asyncio.timeout(GUARD):
             await proc.wait()
+
+
+def test_many_short_processes_under_uvloop_each_capture_their_own_output() -> None:
+    """The server runs on uvloop, which refuses a descriptor number still registered to a
+    transport: pipes and pidfds of processes started back to back reuse numbers."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def one(k: int) -> tuple[int, bytes]:
+        sink = CollectingSink()
+        proc = await SubprocessExecutor().start(ProcessSpec(f"echo {k}"), sink)
+        async with asyncio.timeout(GUARD):
+            return await proc.wait(), sink.out()
+
+    async def many() -> list[tuple[int, bytes]]:
+        limit = asyncio.Semaphore(16)
+
+        async def limited(k: int) -> tuple[int, bytes]:
+            async with limit:
+                return await one(k)
+
+        return await asyncio.gather(*(limited(k) for k in range(200)))
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as run:
+        results = run.run(many())
+    assert results == [(0, f"{k}\n".encode()) for k in range(200)]
