@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.postgres.database import autocommit, transaction
+from adapters.postgres.database import ASYNC_COMMIT, autocommit, transaction
 from adapters.postgres.tables import run_log_meta, run_logs
 from domain.errors import RunNotFound
 from domain.logs import LogBatch, LogLine, LogSegment, LogStream, as_batch, text_size
@@ -44,13 +44,14 @@ _STREAMS = {code: stream for stream, code in _STREAM_CODES.items()}
 _TRIM_PAGE = 500
 """Chunks ``trim`` reads per query while it looks for where to cut."""
 
-# The chunk and the counts in one statement (so one transaction, without BEGIN/COMMIT).
+# The chunk and the counts in one statement (so one transaction, without BEGIN/COMMIT),
+# committed without waiting for the WAL flush (see ``PostgresLogStore.append``).
 _APPEND = sa.text(
-    "WITH chunk AS ("
+    f"WITH async_commit AS (SELECT {ASYNC_COMMIT}), chunk AS ("
     " INSERT INTO run_logs (run_id, first_n, last_n, body, text_bytes)"
     " VALUES (:run_id, :first, :last, :body, :size))"
     " INSERT INTO run_log_meta AS m (run_id, first_available, total_lines, stored_bytes)"
-    " VALUES (:run_id, :first, :total, :size)"
+    " SELECT :run_id, :first, :total, :size FROM async_commit"
     " ON CONFLICT (run_id) DO UPDATE SET"
     " total_lines = greatest(m.total_lines, EXCLUDED.total_lines),"
     " stored_bytes = m.stored_bytes + EXCLUDED.stored_bytes"
@@ -140,7 +141,14 @@ class PostgresLogStore(LogStore):
         self._engine = engine
 
     async def append(self, run_id: str, lines: LogBatch | Sequence[LogLine]) -> None:
-        """Store one batch of consecutive lines as one row; raise RunNotFound for no run."""
+        """Store one batch of consecutive lines as one row; raise RunNotFound for no run.
+
+        The commit does not wait for the WAL flush (a flush per chunk cost a fifth of the
+        capture rate): the lines are visible at once, and on disk within the WAL writer's
+        delay (~0.2 s). Recording a run's end waits for the flush, which covers every line
+        stored before it, so only a crash of PostgreSQL itself while a run is still
+        writing can lose its last fraction of a second of output; never an ended run's.
+        """
         batch = as_batch(lines)
         count = batch.count
         if not count:
