@@ -157,7 +157,7 @@ async def cron(database_url: str, log: Callable[[str], None], profile: bool = Fa
         rows = await conn.fetch(
             """
             SELECT extract(epoch FROM start_at - created_at) * 1000 AS delay_ms, status,
-                   coalesce(end_reason, status) AS outcome
+                   coalesce(end_reason, status) AS outcome, created_at
             FROM runs WHERE task_name LIKE 'bench-cron-%' AND retry_attempt = 0
               AND created_at BETWEEN $1 AND $2
             """,
@@ -168,8 +168,15 @@ async def cron(database_url: str, log: Callable[[str], None], profile: bool = Fa
         await conn.close()
     ticks = round((last - first).total_seconds()) + 1
     delays = [float(r["delay_ms"]) for r in rows if r["delay_ms"] is not None]
+    # The slowest start of each second: a p99 over 7 bursts is the worst one or two.
+    worst: dict[datetime, float] = {}
+    for r in rows:
+        if r["delay_ms"] is not None:
+            tick = r["created_at"]
+            worst[tick] = max(worst.get(tick, 0.0), float(r["delay_ms"]))
     result = {
         "tasks": CRON_TASKS,
+        "max_ms_per_tick": [round(worst[t], 1) for t in sorted(worst)],
         "ticks": ticks,
         "expected_runs": ticks * CRON_TASKS,
         "runs": len(rows),
@@ -185,6 +192,7 @@ async def cron(database_url: str, log: Callable[[str], None], profile: bool = Fa
     result["met"] = bool(delays) and result["p99_ms"] <= 100.0
     log(
         f"cron: {len(delays)} of {result['expected_runs']} ticks started;"
-        f" tick->start p50 {result['p50_ms']} p99 {result['p99_ms']} ms"
+        f" tick->start p50 {result['p50_ms']} p99 {result['p99_ms']} ms;"
+        f" slowest start per tick {result['max_ms_per_tick']} ms"
     )
     return result
