@@ -181,11 +181,12 @@ class InMemoryRunRepository(RunRepository):
             self.runs[follow_up.id] = follow_up
         return True
 
-    async def admit(self, run: Run, task: TaskSpec) -> Admitted:
+    async def admit(self, run: Run, task: TaskSpec, start_at: datetime | None = None) -> Admitted:
         """Record a trigger under ``task``'s overlap policy.
 
         A repeat of a stored cloud execution returns that run (ACCEPT), a repeat of a stored
-        cron tick returns that run (SKIP); neither inserts anything.
+        cron tick returns that run (SKIP); neither inserts anything. With ``start_at`` an
+        accepted run is stored running if a slot is free and nothing is queued.
         """
         if run.task_name != task.name:
             raise ValueError(f"run {run.id} is of task {run.task_name!r}, not {task.name!r}")
@@ -208,6 +209,13 @@ class InMemoryRunRepository(RunRepository):
             ]
             to_stop = tuple(policies.runs_to_terminate(task, running, load.pending))
         stored = run.ended(EndReason.SKIPPED, run.created_at) if decision is Admission.SKIP else run
+        if (
+            start_at is not None
+            and decision is Admission.ACCEPT
+            and load.pending == 0
+            and load.running < task.max_concurrent
+        ):
+            stored = run.started(start_at)
         self.runs[run.id] = stored
         return Admitted(stored, decision, to_stop)
 

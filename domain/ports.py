@@ -67,6 +67,8 @@ class RunRepository(Protocol):
       transaction, so concurrent triggers from any number of clients or daemons cannot
       exceed the policy. It stores the run pending, or ended ``skipped`` (exit -1), and for
       ``terminate`` returns the running runs to stop (``policies.runs_to_terminate``).
+      With ``start_at``, an accepted run that finds a free slot and no run queued before
+      it is stored running from ``start_at`` instead, claimed in the same transaction.
     - ``claim`` moves a pending run to running at ``at`` only if the task has fewer than
       ``max_concurrent`` running runs (same per-task lock); None if it is no longer
       pending or no slot is free.
@@ -94,7 +96,9 @@ class RunRepository(Protocol):
         self, new: Run, expected: RunStatus, follow_up: Run | None = None
     ) -> bool: ...
 
-    async def admit(self, run: Run, task: TaskSpec) -> Admitted: ...
+    async def admit(
+        self, run: Run, task: TaskSpec, start_at: datetime | None = None
+    ) -> Admitted: ...
 
     async def claim(self, run: Run, at: datetime, max_concurrent: int) -> Run | None: ...
 

@@ -70,12 +70,18 @@ async def trigger_run(
     return admitted, admitted.run.id == run.id
 
 
-async def record_cron_tick(repo: RunRepository, task: TaskSpec, tick: datetime) -> Admitted | None:
-    """Record one cron tick under the overlap policy; None if the tick was recorded before."""
+async def record_cron_tick(
+    repo: RunRepository, task: TaskSpec, tick: datetime, start_at: datetime | None = None
+) -> Admitted | None:
+    """Record one cron tick under the overlap policy; None if the tick was recorded before.
+
+    With ``start_at`` a tick that finds a free slot (and nothing queued) is recorded
+    running from ``start_at``: claimed in the same write, ready for its process.
+    """
     run = Run(
         id=new_run_id(tick), task_name=task.name, created_at=tick, triggered_by=TriggeredBy.CRON
     )
-    admitted = await repo.admit(run, task)
+    admitted = await repo.admit(run, task, start_at)
     return admitted if admitted.run.id == run.id else None
 
 

@@ -32,12 +32,8 @@ _ENDED = RunStatus.ENDED.value
 _IS_CRON_TICK = sa.and_(runs.c.triggered_by == TriggeredBy.CRON.value, runs.c.retry_attempt == 0)
 
 
-# The server-side functions of migration 0005 (see its docstring for what each returns),
-# committed asynchronously and then flushed (``database.wait_for_flush``).
-_ADMIT = sa.text(
-    "SELECT f.kind, f.decision, f.pending, (f.run).* "
-    f"FROM {ASYNC_COMMIT}, runwarden_admit(:run, :max_concurrent, :on_overlap, :queue_max) AS f"
-)
+# The server-side functions of migrations 0005 and 0006 (see their docstrings for what each
+# returns), committed asynchronously and then flushed (``database.wait_for_flush``).
 _ADMIT_MANY = sa.text(
     "SELECT f.item, f.kind, f.decision, f.pending, (f.run).* "
     f"FROM {ASYNC_COMMIT}, runwarden_admit_many(:items) AS f"
@@ -257,13 +253,14 @@ class PostgresRunRepository(RunRepository):
             replaced[row["item"]] = bool(row["replaced"])
         return replaced
 
-    async def admit(self, run: Run, task: TaskSpec) -> Admitted:
+    async def admit(self, run: Run, task: TaskSpec, start_at: datetime | None = None) -> Admitted:
         """Record a trigger under ``task``'s overlap policy, deciding under the task's lock.
 
         A repeat of a stored cloud execution returns that run (ACCEPT), a repeat of a stored
-        cron tick returns that run (SKIP); neither inserts anything. ``runwarden_admit``
-        does it all in one statement, applying ``policies.admit`` as the server's copy;
-        concurrent admits go together through ``runwarden_admit_many``.
+        cron tick returns that run (SKIP); neither inserts anything. With ``start_at`` an
+        accepted run that finds a free slot (and nothing queued) is stored running.
+        ``runwarden_admit_many`` decides as ``policies.admit`` does; concurrent admits go
+        together in one call of it.
         """
         if run.task_name != task.name:
             raise ValueError(f"run {run.id} is of task {run.task_name!r}, not {task.name!r}")
@@ -273,6 +270,7 @@ class PostgresRunRepository(RunRepository):
                 "max_concurrent": task.max_concurrent,
                 "on_overlap": task.on_overlap.value,
                 "queue_max": task.queue_max,
+                "start_at": start_at,
             }
         )
         if not rows:
@@ -282,6 +280,8 @@ class PostgresRunRepository(RunRepository):
         if first["kind"] == "repeat":
             return Admitted(from_row(first), decision)
         stored = run.ended(EndReason.SKIPPED, run.created_at) if decision is Admission.SKIP else run
+        if first["status"] == RunStatus.RUNNING.value and start_at is not None:
+            stored = run.started(start_at)
         to_stop: Sequence[Run] = ()
         if decision is Admission.TERMINATE:
             running = [from_row(row) for row in rows[1:]]
@@ -289,11 +289,7 @@ class PostgresRunRepository(RunRepository):
         return Admitted(stored, decision, to_stop)
 
     async def _admit_one(self, item: dict[str, Any]) -> builtins.list[RowMapping]:
-        params = {**item, "run": _encoder.encode(item["run"]).decode()}
-        async with autocommit(self._engine) as conn:
-            rows = (await conn.execute(_ADMIT, params)).mappings().all()
-            await wait_for_flush(conn)
-        return builtins.list(rows)
+        return (await self._admit_many([item]))[0]
 
     async def _admit_many(
         self, items: Sequence[dict[str, Any]]

@@ -88,8 +88,16 @@ class Dispatcher:
         return len(self._queues.get(task_name, ()))
 
     def submit(self, run: Run) -> None:
-        """Queue a recorded pending run; it starts as soon as its task has a free slot."""
+        """Queue a recorded pending run; it starts as soon as its task has a free slot.
+
+        A run recorded already claimed (``running``, see ``record_cron_tick``) starts now.
+        """
         if run.task_name not in self._queues:
+            return
+        if run.status is RunStatus.RUNNING:
+            active = self._active[run.id] = _Active(run=run, task=self._tasks[run.task_name])
+            active.stopped = self._closing  # too late to start: recorded stopped instead
+            self._spawn_worker(self._execute(active, claimed=run))
             return
         self._queues[run.task_name].append(run)
         self._pump(run.task_name)
@@ -165,9 +173,9 @@ class Dispatcher:
             delay, self._pump, task_name
         )
 
-    async def _execute(self, active: _Active) -> None:
+    async def _execute(self, active: _Active, claimed: Run | None = None) -> None:
         try:
-            await self._run_process(active)
+            await self._run_process(active, claimed)
         except Exception:
             log.exception("run %s of %s failed in the daemon", active.run.id, active.task.name)
             # Never leave the run active because of a bug: record it failed if we can.
@@ -198,9 +206,9 @@ class Dispatcher:
             loop.call_later(RECLAIM_DELAY, self.submit, stored)
         return None
 
-    async def _run_process(self, active: _Active) -> None:
+    async def _run_process(self, active: _Active, claimed: Run | None) -> None:
         task = active.task
-        running = await self._claim(active)
+        running = claimed or await self._claim(active)
         if running is None:
             return
         active.run = running

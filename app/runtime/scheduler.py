@@ -144,7 +144,7 @@ class CronScheduler:
         return True
 
     async def _fire(self, task: TaskSpec, tick: datetime) -> None:
-        admitted = await services.record_cron_tick(self._repo, task, tick)
+        admitted = await services.record_cron_tick(self._repo, task, tick, self._clock.now())
         if admitted is None:
             return  # already recorded, by an earlier loop or another daemon
         if admitted.decision is Admission.SKIP:

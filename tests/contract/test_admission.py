@@ -201,3 +201,30 @@ async def test_racing_claims_fill_exactly_max_concurrent_slots(
     assert await count(crowded_repo, "pending") == 7
     for winner in winners:
         assert await crowded_repo.get(winner.id) == winner
+
+
+async def test_a_trigger_with_start_at_and_a_free_slot_is_stored_running(
+    repo: RunRepository,
+) -> None:
+    run = trigger()
+    at = T0 + timedelta(milliseconds=5)
+    admitted = await repo.admit(run, task(max_concurrent=2), start_at=at)
+    assert (admitted.decision, admitted.run) == (Admission.ACCEPT, run.started(at))
+    assert await repo.get(run.id) == run.started(at)
+
+
+async def test_a_trigger_with_start_at_waits_behind_queued_runs_or_a_full_task(
+    repo: RunRepository,
+) -> None:
+    spec = task(max_concurrent=2)
+    await running(repo, T0)
+    queued = trigger(T0 + timedelta(seconds=1))
+    await repo.add(queued)
+    behind = trigger(T0 + timedelta(seconds=2))
+    at = T0 + timedelta(seconds=3)
+    # A slot is free, but `queued` was first: it stays first in line.
+    assert (await repo.admit(behind, spec, start_at=at)).run == behind
+    assert await repo.get(behind.id) == behind
+    full = trigger(T0 + timedelta(seconds=4))
+    await repo.claim(queued, at, max_concurrent=2)
+    assert (await repo.admit(full, task(max_concurrent=1), start_at=at)).run == full

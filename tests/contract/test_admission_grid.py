@@ -1,6 +1,6 @@
 """Admission decides as ``domain.policies.admit`` does, for every policy over a grid of loads.
 
-PostgreSQL makes the decision in ``runwarden_admit`` (migration 0005), a copy of the
+PostgreSQL makes the decision in ``runwarden_admit_many`` (migration 0006), a copy of the
 domain's rule; this keeps the two from drifting apart.
 """
 

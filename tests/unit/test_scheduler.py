@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from adapters.memory import FakeClock, InMemoryExecutor, InMemoryLogStore, InMemoryRunRepository
 from app.runtime.dispatcher import Dispatcher
 from app.runtime.scheduler import CronScheduler
+from domain.run import RunStatus
 from domain.tasks import CatchUp, TaskSpec
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -17,8 +19,9 @@ class World:
         self.repo = InMemoryRunRepository()
         self.clock = FakeClock(T0)
         self.tasks = {t.name: t for t in tasks}
+        self.executor = InMemoryExecutor()
         self.dispatcher = Dispatcher(
-            self.repo, InMemoryLogStore(), InMemoryExecutor(), self.clock, self.tasks
+            self.repo, InMemoryLogStore(), self.executor, self.clock, self.tasks
         )
         self.scheduler = CronScheduler(self.repo, self.dispatcher, self.clock, self.tasks)
 
@@ -73,4 +76,38 @@ async def test_a_look_between_ticks_records_nothing() -> None:
     await world.look_at(1.5)
     await world.look_at(1.999)
     assert seconds(await world.ticks("a")) == [1]
+    await world.dispatcher.shutdown()
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_a_tick_with_a_free_slot_is_recorded_running_and_started_at_once() -> None:
+    world = World(every_second("a"))
+    await world.scheduler.load_state()
+    await world.look_at(1.25)
+    await settle()
+    [run] = world.repo.runs.values()
+    assert (run.status, run.start_at) == (RunStatus.RUNNING, T0 + timedelta(seconds=1.25))
+    assert [p.spec.env["RUNWARDEN_RUN_ID"] for p in world.executor.started] == [run.id]
+    await world.dispatcher.shutdown()
+
+
+async def test_a_tick_of_a_busy_task_waits_its_turn() -> None:
+    world = World(TaskSpec(name="a", run="true", cron="* * * * * *"))  # max_concurrent 1
+    await world.scheduler.load_state()
+    await world.look_at(1)
+    await settle()
+    await world.look_at(2)
+    await settle()
+    first, second = sorted(world.repo.runs.values(), key=lambda r: r.created_at)
+    assert (first.status, second.status) == (RunStatus.RUNNING, RunStatus.PENDING)
+    world.executor.started[0].finish(0)
+    for _ in range(100):
+        await settle()
+        if len(world.executor.started) == 2:
+            break
+    assert world.repo.runs[second.id].status is RunStatus.RUNNING
     await world.dispatcher.shutdown()
