@@ -45,7 +45,6 @@ _REPLACE_MANY = sa.text(
     f"SELECT f.item, f.replaced FROM {ASYNC_COMMIT}, "
     "runwarden_replace_many(:items, :tasks, :statuses, :reasons) AS f"
 )
-_CLAIM = sa.text(f"SELECT c.* FROM {ASYNC_COMMIT}, runwarden_claim(:id, :task, :at, :max) AS c")
 _REPLACE = sa.text(
     f"SELECT {ASYNC_COMMIT}, "
     "runwarden_replace(:new, :expected, :follow_up, :tasks, :statuses, :reasons) AS replaced"
@@ -294,10 +293,7 @@ class PostgresRunRepository(RunRepository):
     async def _admit_many(
         self, items: Sequence[dict[str, Any]]
     ) -> builtins.list[builtins.list[RowMapping]]:
-        async with autocommit(self._engine) as conn:
-            found = (await conn.execute(_ADMIT_MANY, _items(items))).mappings().all()
-            await wait_for_flush(conn)
-        return _by_item(found, len(items))
+        return await self._per_item(_ADMIT_MANY, items)
 
     async def claim(self, run: Run, at: datetime, max_concurrent: int) -> Run | None:
         """Move the pending run to running at ``at`` if a slot is free; None otherwise.
@@ -310,16 +306,19 @@ class PostgresRunRepository(RunRepository):
         return from_row(rows[0]) if rows else None
 
     async def _claim_one(self, item: dict[str, Any]) -> builtins.list[RowMapping]:
-        async with autocommit(self._engine) as conn:
-            rows = (await conn.execute(_CLAIM, item)).mappings().all()
-            await wait_for_flush(conn)
-        return builtins.list(rows)
+        return (await self._claim_many([item]))[0]
 
     async def _claim_many(
         self, items: Sequence[dict[str, Any]]
     ) -> builtins.list[builtins.list[RowMapping]]:
+        return await self._per_item(_CLAIM_MANY, items)
+
+    async def _per_item(
+        self, statement: sa.TextClause, items: Sequence[dict[str, Any]]
+    ) -> builtins.list[builtins.list[RowMapping]]:
+        """One of the ``*_many`` functions over ``items``, its rows grouped per item."""
         async with autocommit(self._engine) as conn:
-            found = (await conn.execute(_CLAIM_MANY, _items(items))).mappings().all()
+            found = (await conn.execute(statement, _items(items))).mappings().all()
             await wait_for_flush(conn)
         return _by_item(found, len(items))
 

@@ -10,6 +10,8 @@ import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from domain import policies
 from domain.policies import Admission, TaskLoad
 from domain.ports import RunRepository
@@ -43,37 +45,15 @@ async def _load(repo: RunRepository, name: str, running: int, pending: int) -> l
     return started
 
 
-async def test_admission_matches_the_domain_policy_for_every_load(repo: RunRepository) -> None:
-    for case, (overlap, max_concurrent, queue_max, running, pending) in enumerate(GRID):
-        task = TaskSpec(
-            name=f"grid-{case}",
-            run="true",
-            on_overlap=overlap,
-            max_concurrent=max_concurrent,
-            queue_max=queue_max,
-        )
-        started = await _load(repo, task.name, running, pending)
-        at = T0 + timedelta(minutes=1)
-        run = Run(new_id(at), task.name, at, TriggeredBy.API)
-
-        admitted = await repo.admit(run, task)
-
-        expected = policies.admit(task, TaskLoad(running=running, pending=pending))
-        assert admitted.decision is expected, (overlap, max_concurrent, queue_max, running)
-        stored = run.ended(EndReason.SKIPPED, at) if expected is Admission.SKIP else run
-        assert admitted.run == stored
-        assert await repo.get(run.id) == stored
-        to_stop = policies.runs_to_terminate(task, started, pending)
-        assert list(admitted.to_stop) == (to_stop if expected is Admission.TERMINATE else [])
-
-
-async def test_triggers_made_at_once_decide_as_if_made_one_after_another(
-    repo: RunRepository,
+@pytest.mark.parametrize("burst", [1, 3])
+async def test_admission_matches_the_domain_policy_for_every_load(
+    repo: RunRepository, burst: int
 ) -> None:
-    """On PostgreSQL these go as one batch (``runwarden_admit_many``), decided set-wise."""
+    """Triggers made at once decide as if made one after another: on PostgreSQL a burst
+    goes as one call of ``runwarden_admit_many``, decided set-wise."""
     for case, (overlap, max_concurrent, queue_max, running, pending) in enumerate(GRID):
         task = TaskSpec(
-            name=f"burst-{case}",
+            name=f"grid-{burst}-{case}",
             run="true",
             on_overlap=overlap,
             max_concurrent=max_concurrent,
@@ -81,12 +61,12 @@ async def test_triggers_made_at_once_decide_as_if_made_one_after_another(
         )
         started = await _load(repo, task.name, running, pending)
         at = T0 + timedelta(minutes=1)
-        burst = [Run(new_id(at), task.name, at, TriggeredBy.API) for _ in range(3)]
+        made = [Run(new_id(at), task.name, at, TriggeredBy.API) for _ in range(burst)]
 
-        admitted = await asyncio.gather(*(repo.admit(run, task) for run in burst))
+        admitted = await asyncio.gather(*(repo.admit(run, task) for run in made))
 
         load = TaskLoad(running=running, pending=pending)
-        for run, result in zip(burst, admitted, strict=True):
+        for run, result in zip(made, admitted, strict=True):
             expected = policies.admit(task, load)
             assert result.decision is expected, (case, overlap, max_concurrent, queue_max)
             stored = run.ended(EndReason.SKIPPED, at) if expected is Admission.SKIP else run
