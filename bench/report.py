@@ -26,8 +26,8 @@ def listing_table(listing: dict) -> list[str]:
     floor = listing["floor"]
     lines = [
         f"HTTP floor (`GET /schemas/Run.json`, no database): p50 {_ms(floor['p50_ms'])} ms,"
-        f" p99 {_ms(floor['p99_ms'])} ms. SQL = the adapter's page + total statements through"
-        " asyncpg, same parameters.",
+        f" p99 {_ms(floor['p99_ms'])} ms. SQL = the statement the adapter sends (the page with"
+        " its total) through asyncpg, same parameters.",
         "",
         "| listing | query | total | p50 ms | p99 ms | SQL p50 | SQL p99 | target p99 | met |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
@@ -90,7 +90,9 @@ def render(results: dict) -> str:
             f"Cron: {c['tasks']} tasks due every second for {c['ticks']} s: {c['started']:,} of"
             f" {c['expected_runs']:,} ticks started; tick → start_at p50 {_ms(c['p50_ms'])} ms,"
             f" p99 {_ms(c['p99_ms'])} ms, max {_ms(c['max_ms'])} ms"
-            f" (target p99 ≤ 100 ms: {_met(c['met'])}). Outcomes {c['outcomes']};"
+            f" (target p99 ≤ 100 ms: {_met(c['met'])}); slowest start of each tick"
+            f" {', '.join(_ms(m) for m in c.get('max_ms_per_tick', []))} ms."
+            f" Outcomes {c['outcomes']};"
             f" daemon CPU {_cpu(c)}, machine {c.get('machine_busy_pct', '—')}% busy.",
             "",
         ]
