@@ -70,8 +70,9 @@ class RunRepository(Protocol):
       With ``start_at``, an accepted run that finds a free slot and no run queued before
       it is stored running from ``start_at`` instead, claimed in the same transaction.
     - ``claim`` moves a pending run to running at ``at`` only if the task has fewer than
-      ``max_concurrent`` running runs (same per-task lock); None if it is no longer
-      pending or no slot is free.
+      ``max_concurrent`` running runs, deciding under a per-task lock of the claims' own
+      (a claim leaves the number of active runs, all admission depends on, unchanged);
+      None if it is no longer pending or no slot is free.
     - ``prune`` deletes, in one bounded batch, ended runs of a task beyond its newest
       ``keep_runs`` ended runs or ended before ``ended_before``, with their logs; it returns
       how many it deleted (0 when done). Active runs are never pruned.

@@ -14,6 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 TASK_LOCK_SPACE = 0x72770001
 """First key of every per-task advisory lock ("rw" and a version): fits in an int4."""
 
+SLOT_LOCK_SPACE = 0x72770002
+"""First key of the per-task lock that claims take (``runwarden_claim_many``).
+
+Claims do not take the task lock: a claim moves a run from pending to running, which leaves
+the number of active runs (all an admission decision depends on) as it was, so claims need
+to be serialized only with each other (and with an admit that stores a run running). With
+one lock, every claim of a busy task waited for the batch of admits in progress."""
+
 _LOCK_TASK = sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:task))")
 
 CounterKey = tuple[str, str, str]
@@ -23,6 +31,11 @@ CounterKey = tuple[str, str, str]
 async def lock_task(conn: AsyncConnection, task_name: str) -> None:
     """Hold the task's lock until ``conn``'s transaction ends."""
     await conn.execute(_LOCK_TASK, {"space": TASK_LOCK_SPACE, "task": task_name})
+
+
+async def lock_slots(conn: AsyncConnection, task_name: str) -> None:
+    """Hold the task's slot lock (the claims' lock) until ``conn``'s transaction ends."""
+    await conn.execute(_LOCK_TASK, {"space": SLOT_LOCK_SPACE, "task": task_name})
 
 
 def counter_lock_order(keys: list[CounterKey]) -> list[CounterKey]:

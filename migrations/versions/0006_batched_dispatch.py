@@ -17,6 +17,12 @@ counted as accepted, so later triggers of that task in the batch decide on one r
 many: only ever more cautiously). The other two apply the single-run functions of migration
 0005 to each item.
 
+``runwarden_claim_many`` serializes claims by a lock of their own per task (the slot
+lock, ``locks.SLOT_LOCK_SPACE``), not the task lock that admits hold: a claim leaves the
+number of active runs unchanged, and that number is all an admission decides on, so a
+claim need not wait for the admits of its task (it did, for whole batches of them). An
+admit that stores a run running takes the slot lock too, after the task lock.
+
 Items are taken in task-name order (items of one task in the order given, so a task's
 triggers stay first in, first out), the order in which every batch takes task locks and
 counter rows: two batches never wait for each other in a cycle. ``runwarden_replace_many``
@@ -76,6 +82,13 @@ BEGIN
       FROM unnest(runs_in) AS u;
     FOREACH name IN ARRAY tasks LOOP
         PERFORM pg_advisory_xact_lock(1920401409, hashtext(name));
+    END LOOP;
+    -- A run stored running takes a slot: then also the slot locks, as claims do.
+    FOR name IN
+        SELECT DISTINCT u.task_name FROM unnest(runs_in) WITH ORDINALITY AS u
+         WHERE claim_at[u.ordinality] IS NOT NULL ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(1920401410, hashtext(name));
     END LOOP;
     n_running := array_fill(0::bigint, ARRAY[cardinality(tasks)]);
     n_pending := array_fill(0::bigint, ARRAY[cardinality(tasks)]);
@@ -163,17 +176,35 @@ RETURNS TABLE (item integer, run runs)
 LANGUAGE plpgsql AS $$
 DECLARE
     e record;
+    name text;
+    n_running bigint;
+    claimed runs;
 BEGIN
+    -- The slot locks of the batch's tasks (space 0x72770002, locks.SLOT_LOCK_SPACE) before
+    -- any row: the claims' own lock, not the task lock admits hold.
+    FOR name IN
+        SELECT DISTINCT (x.v ->> 'task') COLLATE "C" AS t
+          FROM jsonb_array_elements(p_items) AS x (v) ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(1920401410, hashtext(name));
+    END LOOP;
     FOR e IN
         SELECT (x.n - 1)::integer AS i, x.v
           FROM jsonb_array_elements(p_items) WITH ORDINALITY AS x (v, n)
          ORDER BY (x.v ->> 'task') COLLATE "C", x.n
     LOOP
-        RETURN QUERY SELECT e.i, c
-          FROM runwarden_claim(
-              e.v ->> 'id', e.v ->> 'task', (e.v ->> 'at')::timestamptz,
-              (e.v ->> 'max')::integer
-          ) AS c;
+        SELECT count(*) INTO n_running FROM runs r
+         WHERE r.task_name = e.v ->> 'task' AND r.status = 'running';
+        CONTINUE WHEN n_running >= (e.v ->> 'max')::integer;
+        -- Enders take no lock: the run may have been stopped since it was read.
+        UPDATE runs r SET status = 'running', start_at = (e.v ->> 'at')::timestamptz, pid = NULL
+         WHERE r.id = e.v ->> 'id' AND r.status = 'pending'
+        RETURNING r.* INTO claimed;
+        IF FOUND THEN
+            item := e.i;
+            run := claimed;
+            RETURN NEXT;
+        END IF;
     END LOOP;
 END
 $$

@@ -1,7 +1,8 @@
-"""PostgreSQL only: the server-side admit and claim wait for the same per-task lock as prune.
+"""PostgreSQL only: which per-task locks the server-side admit and claim wait for.
 
-``runwarden_admit`` and ``runwarden_claim`` (migration 0005) spell the advisory lock key
-out in SQL; if it drifted from ``locks.lock_task`` they would no longer serialize with it.
+Admits wait for the task lock, as prune takes it; claims wait for the slot lock and not for
+the task lock. The functions (migration 0006) spell the keys out in SQL; if they drifted
+from ``locks.lock_task``/``locks.lock_slots`` they would no longer serialize with them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.postgres.locks import lock_task
+from adapters.postgres.locks import lock_slots, lock_task
 from adapters.postgres.runs import PostgresRunRepository
 from domain.run import Run, TriggeredBy
 from domain.tasks import TaskSpec
@@ -28,10 +29,10 @@ _ADVISORY_WAITERS = sa.text(
 )
 
 
-async def _waits_for_the_task_lock(engine: AsyncEngine, call: Awaitable[Any]) -> Any:
-    """Run ``call`` while another transaction holds the lock; see it wait; then let it go."""
+async def _waits_for(lock: Any, engine: AsyncEngine, call: Awaitable[Any]) -> Any:
+    """Run ``call`` while another transaction holds ``lock``; see it wait; then let it go."""
     async with engine.connect() as holder, holder.begin():
-        await lock_task(holder, "job")
+        await lock(holder, "job")
         pending = asyncio.ensure_future(call)
         while True:
             async with engine.connect() as probe:
@@ -46,13 +47,32 @@ async def _waits_for_the_task_lock(engine: AsyncEngine, call: Awaitable[Any]) ->
 async def test_admit_waits_for_the_task_lock(engine: AsyncEngine) -> None:
     repo = PostgresRunRepository(engine)
     run = Run(new_id(T0), "job", T0, TriggeredBy.API)
-    admitted = await _waits_for_the_task_lock(engine, repo.admit(run, TaskSpec("job", "true")))
+    admitted = await _waits_for(lock_task, engine, repo.admit(run, TaskSpec("job", "true")))
     assert admitted.run == run
 
 
-async def test_claim_waits_for_the_task_lock(engine: AsyncEngine) -> None:
+async def test_an_admit_that_takes_a_slot_waits_for_the_slot_lock(engine: AsyncEngine) -> None:
+    repo = PostgresRunRepository(engine)
+    run = Run(new_id(T0), "job", T0, TriggeredBy.CRON)
+    admitted = await _waits_for(
+        lock_slots, engine, repo.admit(run, TaskSpec("job", "true"), start_at=T0)
+    )
+    assert admitted.run == run.started(T0)
+
+
+async def test_claim_waits_for_the_slot_lock(engine: AsyncEngine) -> None:
     repo = PostgresRunRepository(engine)
     run = Run(new_id(T0), "job", T0, TriggeredBy.API)
     await repo.add(run)
-    started = await _waits_for_the_task_lock(engine, repo.claim(run, T0, 1))
+    started = await _waits_for(lock_slots, engine, repo.claim(run, T0, 1))
+    assert started == run.started(T0)
+
+
+async def test_claim_does_not_wait_for_an_admit_in_progress(engine: AsyncEngine) -> None:
+    repo = PostgresRunRepository(engine)
+    run = Run(new_id(T0), "job", T0, TriggeredBy.API)
+    await repo.add(run)
+    async with engine.connect() as holder, holder.begin():
+        await lock_task(holder, "job")
+        started = await asyncio.wait_for(repo.claim(run, T0, 1), 5)
     assert started == run.started(T0)

@@ -197,3 +197,22 @@ async def test_ends_and_retries_sent_together_by_several_daemons_keep_the_counts
     stored_retries = [r for r in retries if r is not None and await daemons[0].get(r.id)]
     pending = sum([await count(daemons[0], name, "pending") for name in names])
     assert len(stored_retries) == pending
+
+
+async def test_admits_that_take_slots_and_claims_of_other_daemons_share_max_concurrent(
+    daemons: list[PostgresRunRepository],
+) -> None:
+    task = TaskSpec(name="mixed-slots", run="true", max_concurrent=3, queue_max=100)
+    waiting = [trigger(task.name, k) for k in range(6)]
+    for run in waiting:
+        await daemons[0].add(run)
+    at = T0 + timedelta(seconds=3)
+    ticks = [
+        Run(new_id(at), task.name, at + timedelta(seconds=k), TriggeredBy.CRON) for k in range(6)
+    ]
+    await asyncio.gather(
+        *(daemons[1 + k % 2].claim(run, at, 3) for k, run in enumerate(waiting)),
+        *(daemons[0].admit(tick, task, start_at=at) for tick in ticks),
+    )
+    assert await count(daemons[0], task.name, "running") == 3
+    assert await count(daemons[0], task.name, "pending") == 9
