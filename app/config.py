@@ -16,7 +16,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import msgspec
@@ -24,6 +24,8 @@ import msgspec
 from domain.durations import parse_duration, parse_size
 from domain.schedule import InvalidSchedule, Schedule
 from domain.tasks import Backoff, CatchUp, LogOnFull, OverlapPolicy, TaskKind, TaskSpec
+
+_N = TypeVar("_N", int, float)
 
 TASK_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,100}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -164,6 +166,16 @@ class _Invalid(ValueError):
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.hint = hint
+
+
+def positive_from_env(name: str, default: _N) -> _N:
+    """``name`` from the environment as a number of ``default``'s type if it is one above
+    zero, else ``default``. For the few knobs tests turn (keep-alive periods, stream caps)."""
+    try:
+        value = type(default)(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def load_config(path: Path) -> Config:

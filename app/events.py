@@ -13,11 +13,11 @@ interrupted, shutdown) it sends a last ``: disconnected: <why>`` comment first.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
 import msgspec
 
+from app.config import positive_from_env
 from app.presenters import run_body
 from domain.ports import RunEvent, RunSubscription, SubscriptionLost
 
@@ -38,20 +38,12 @@ _encoder = msgspec.json.Encoder()
 
 def keepalive_interval() -> float:
     """The keep-alive period: ``RUNWARDEN_EVENTS_KEEPALIVE`` seconds if set, else 15."""
-    try:
-        value = float(os.environ.get(KEEPALIVE_ENV, ""))
-    except ValueError:
-        return DEFAULT_KEEPALIVE
-    return value if value > 0 else DEFAULT_KEEPALIVE
+    return positive_from_env(KEEPALIVE_ENV, DEFAULT_KEEPALIVE)
 
 
 def max_streams() -> int:
     """The stream limit: ``RUNWARDEN_EVENTS_MAX_STREAMS`` if set (tests), else 256."""
-    try:
-        value = int(os.environ.get(MAX_STREAMS_ENV, ""))
-    except ValueError:
-        return DEFAULT_MAX_STREAMS
-    return value if value > 0 else DEFAULT_MAX_STREAMS
+    return positive_from_env(MAX_STREAMS_ENV, DEFAULT_MAX_STREAMS)
 
 
 def encode_event(event: RunEvent, run_schema: str) -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from app import schemas
+from app.config import positive_from_env
 from app.presenters import timestamp
 from domain.errors import StoreUnavailable
 from domain.logs import LogBatch
@@ -47,11 +47,7 @@ _encoder = msgspec.json.Encoder()
 
 def keepalive_interval() -> float:
     """The keep-alive period: ``RUNWARDEN_LOG_KEEPALIVE`` seconds if set (tests), else 15."""
-    try:
-        value = float(os.environ.get(KEEPALIVE_ENV, ""))
-    except ValueError:
-        return DEFAULT_KEEPALIVE
-    return value if value > 0 else DEFAULT_KEEPALIVE
+    return positive_from_env(KEEPALIVE_ENV, DEFAULT_KEEPALIVE)
 
 
 def line_bodies(batch: LogBatch, schema: str = "") -> list[schemas.LogLine]:

@@ -65,6 +65,11 @@ def run_body(run: Run | ListedRun, schema: str) -> schemas.Run:
     )
 
 
+def message_body(connection: ASGIConnection[Any, Any, Any, Any], text: str) -> schemas.MessageBody:
+    """A ``{"message"}`` answer."""
+    return schemas.MessageBody(schema=schema_url(connection, "MessageBody"), message=text)
+
+
 def one_run(connection: ASGIConnection[Any, Any, Any, Any], run: Run) -> schemas.Run:
     return run_body(run, schema_url(connection, "Run"))
 

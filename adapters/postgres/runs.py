@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -163,8 +164,16 @@ class PostgresRunRepository(RunRepository):
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._listing = RunListing(engine)
-        self._admits = Lanes(self._admit_many, self._admit_one, key=_admit_task)
-        self._claims = Lanes(self._claim_many, self._claim_one, key=_claim_task)
+        self._admits = Lanes(
+            functools.partial(self._per_item, _ADMIT_MANY),
+            functools.partial(self._one_item, _ADMIT_MANY),
+            key=_admit_task,
+        )
+        self._claims = Lanes(
+            functools.partial(self._per_item, _CLAIM_MANY),
+            functools.partial(self._one_item, _CLAIM_MANY),
+            key=_claim_task,
+        )
         self._replaces = Lanes(self._replace_many, self._replace_one, key=_replace_task)
         self._ticks = Batcher(self._save_ticks, self._save_tick)
 
@@ -287,14 +296,6 @@ class PostgresRunRepository(RunRepository):
             to_stop = tuple(policies.runs_to_terminate(task, running, int(first["pending"])))
         return Admitted(stored, decision, to_stop)
 
-    async def _admit_one(self, item: dict[str, Any]) -> builtins.list[RowMapping]:
-        return (await self._admit_many([item]))[0]
-
-    async def _admit_many(
-        self, items: Sequence[dict[str, Any]]
-    ) -> builtins.list[builtins.list[RowMapping]]:
-        return await self._per_item(_ADMIT_MANY, items)
-
     async def claim(self, run: Run, at: datetime, max_concurrent: int) -> Run | None:
         """Move the pending run to running at ``at`` if a slot is free; None otherwise.
 
@@ -305,13 +306,10 @@ class PostgresRunRepository(RunRepository):
         )
         return from_row(rows[0]) if rows else None
 
-    async def _claim_one(self, item: dict[str, Any]) -> builtins.list[RowMapping]:
-        return (await self._claim_many([item]))[0]
-
-    async def _claim_many(
-        self, items: Sequence[dict[str, Any]]
-    ) -> builtins.list[builtins.list[RowMapping]]:
-        return await self._per_item(_CLAIM_MANY, items)
+    async def _one_item(
+        self, statement: sa.TextClause, item: dict[str, Any]
+    ) -> builtins.list[RowMapping]:
+        return (await self._per_item(statement, [item]))[0]
 
     async def _per_item(
         self, statement: sa.TextClause, items: Sequence[dict[str, Any]]

@@ -144,9 +144,8 @@ class RunController(Controller):
         run_id: RunIdPath,
     ) -> schemas.MessageBody:
         run = await daemon.stop_run(task_name_path, run_id)
-        return schemas.MessageBody(
-            schema=schema_url(request, "MessageBody"),
-            message=f"run {run.id} stopped ({run.end_reason or run.status})",
+        return presenters.message_body(
+            request, f"run {run.id} stopped ({run.end_reason or run.status})"
         )
 
     @delete(

@@ -148,9 +148,8 @@ class TaskController(Controller):
         task_name_path: TaskNamePath,
     ) -> schemas.MessageBody:
         count = await daemon.restart_service(task_name_path)
-        return schemas.MessageBody(
-            schema=schema_url(request, "MessageBody"),
-            message=f"service {task_name_path} restarted with {count} instances",
+        return presenters.message_body(
+            request, f"service {task_name_path} restarted with {count} instances"
         )
 
     @post(
@@ -168,7 +167,6 @@ class TaskController(Controller):
         task_name_path: TaskNamePath,
     ) -> schemas.MessageBody:
         await daemon.stop_service(task_name_path)
-        return schemas.MessageBody(
-            schema=schema_url(request, "MessageBody"),
-            message=f"service {task_name_path} stopped; POST .../restart starts it again",
+        return presenters.message_body(
+            request, f"service {task_name_path} stopped; POST .../restart starts it again"
         )

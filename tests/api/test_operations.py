@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.postgres.embedded import run_coroutine
-from tests.support.daemon import DaemonProcess, running_daemon
+from tests.support.daemon import module_daemon
 
 CONFIG = """
 [scheduler]
@@ -38,12 +36,7 @@ run = "sleep 600"
 FAILURES = "failed,timeout,crashed,log_overflow"
 
 
-@pytest.fixture(scope="module")
-def daemon(
-    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DaemonProcess]:
-    with running_daemon(CONFIG, module_database_url, tmp_path_factory.mktemp("operations")) as d:
-        yield d
+daemon = module_daemon(CONFIG, "operations")
 
 
 def finished(client: httpx.Client, task: str) -> dict[str, Any]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from tests.support.daemon import DaemonProcess, running_daemon, wait_for
+from tests.support.daemon import DaemonProcess, module_daemon, wait_for
 
 CONFIG = """
 [tasks.quick]
@@ -25,12 +24,7 @@ run = "sleep 30"
 CROWD = 50
 
 
-@pytest.fixture(scope="module")
-def daemon(
-    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DaemonProcess]:
-    with running_daemon(CONFIG, module_database_url, tmp_path_factory.mktemp("trigger")) as d:
-        yield d
+daemon = module_daemon(CONFIG, "trigger")
 
 
 def test_fifty_concurrent_identical_cloud_triggers_create_exactly_one_run(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,9 @@ from typing import Any
 import asyncpg
 import httpx
 import psutil
-import pytest
 
 from adapters.postgres.embedded import run_coroutine
-from tests.support.daemon import DaemonProcess, running_daemon, start_daemon, wait_for
+from tests.support.daemon import DaemonProcess, module_daemon, start_daemon, wait_for
 
 CONFIG = """
 [defaults]
@@ -54,12 +52,7 @@ working_dir = "/tmp"
 """
 
 
-@pytest.fixture(scope="module")
-def daemon(
-    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DaemonProcess]:
-    with running_daemon(CONFIG, module_database_url, tmp_path_factory.mktemp("daemon")) as d:
-        yield d
+daemon = module_daemon(CONFIG, "daemon")
 
 
 def trigger(client: httpx.Client, task: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 START_TIMEOUT = 60.0
 
@@ -136,6 +137,23 @@ def running_daemon(
         yield daemon
     finally:
         daemon.terminate()
+
+
+def module_daemon(config_text: str, name: str):  # type: ignore[no-untyped-def]
+    """A module-scoped ``daemon`` fixture serving ``config_text`` on the module's database.
+
+    In a test module: ``daemon = module_daemon(CONFIG, "trigger")``.
+    """
+
+    @pytest.fixture(scope="module")
+    def daemon(
+        module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[DaemonProcess]:
+        workdir = tmp_path_factory.mktemp(name)
+        with running_daemon(config_text, module_database_url, workdir) as started:
+            yield started
+
+    return daemon
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
