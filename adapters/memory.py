@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import builtins
+import dataclasses
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -117,6 +118,8 @@ class InMemoryRunRepository(RunRepository):
         self.runs: dict[str, Run] = {}
         self.ticks: dict[str, datetime] = {}
         self._logs = logs
+        self.node_up: Callable[[str], bool] = lambda _node: True
+        """Whether a node may take slots (an ``InMemoryCluster`` sets it)."""
 
     def _check_new(self, run: Run) -> None:
         if run.id in self.runs:
@@ -174,6 +177,8 @@ class InMemoryRunRepository(RunRepository):
         current = self.runs.get(new.id)
         if current is None or current.status is not expected:
             return False
+        if expected is RunStatus.RUNNING and current.node_id != new.node_id:
+            return False  # fenced: only the node running it records its end
         if follow_up is not None:
             self._check_new(follow_up)
         self.runs[new.id] = new
@@ -214,6 +219,7 @@ class InMemoryRunRepository(RunRepository):
             and decision is Admission.ACCEPT
             and load.pending == 0
             and load.running < task.max_concurrent
+            and (run.node_id is None or self.node_up(run.node_id))
         ):
             stored = run.started(start_at)
         self.runs[run.id] = stored
@@ -226,7 +232,10 @@ class InMemoryRunRepository(RunRepository):
             return None
         if self._load(stored.task_name).running >= max_concurrent:
             return None
-        started = self.runs[run.id] = stored.started(at)
+        if run.node_id is not None and not self.node_up(run.node_id):
+            return None
+        started = dataclasses.replace(stored.started(at), node_id=run.node_id)
+        self.runs[run.id] = started
         return started
 
     async def prune(
@@ -376,6 +385,6 @@ class InMemoryExecutor(Executor):
         self.started.append(process)
         return process
 
-    async def reap_orphans(self, run_ids: Collection[str]) -> int:
+    async def reap_orphans(self, run_ids: Collection[str], node_ids: Collection[str]) -> int:
         self.reaped.extend(run_ids)
         return 0

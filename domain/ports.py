@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from domain.cluster import Heartbeat, NodeInfo, NodeStatus
 from domain.listing import RunPage, RunQuery
 from domain.logs import LogBatch, LogLine, LogStream
 from domain.policies import Admission
@@ -211,10 +212,12 @@ class Executor(Protocol):
         """
         ...
 
-    async def reap_orphans(self, run_ids: Collection[str]) -> int:
+    async def reap_orphans(self, run_ids: Collection[str], node_ids: Collection[str]) -> int:
         """Kill processes a dead daemon left running for these runs; return how many.
 
-        Only processes that provably belong to one of the runs are touched.
+        Only processes that provably belong to one of the runs *and* were started by one of
+        the nodes ``node_ids`` (or by a daemon older than the cluster, which named no node)
+        are touched: a run id alone could belong to a live node's process.
         """
         ...
 
@@ -286,3 +289,151 @@ class RunEventSource(Protocol):
 
     @property
     def subscribers(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """What one reaping pass settled."""
+
+    nodes: tuple[str, ...] = ()
+    """Nodes it declared dead."""
+    crashed: tuple[Run, ...] = ()
+    """Their running runs, as recorded ``crashed``."""
+    retries: tuple[Run, ...] = ()
+    """Retries of those, pending and held by no node (any node adopts them)."""
+    released: int = 0
+    """Their pending runs, now held by no node."""
+    freed_slots: int = 0
+    """Service slots they held, now free for the others to claim."""
+
+
+class ClusterStore(Protocol):
+    """Nodes, their leases, and the runs they hold, in the store every node shares.
+
+    Contract:
+    - Lease arithmetic uses the store's clock only: ``register`` and ``heartbeat`` stamp
+      the store's ``now``; a node is alive while ``now - heartbeat_at <= lease``.
+    - ``heartbeat`` renews the lease of an ``up`` node and says how many *other* live
+      nodes there are and which config hashes the live nodes run; None when the node's
+      row is gone or dead (it was reaped: it owns nothing any more).
+    - ``reap`` declares dead, in one transaction, every ``up`` node other than ``me``
+      whose lease expired, and those in ``forced`` (a starting node's earlier
+      incarnations); then settles what is held by a node that is not up: running runs end
+      ``crashed`` (retried per ``tasks`` unless a stop was requested; retries are held by
+      no node), pending task runs are released (held by no node), pending service runs
+      end ``skipped``, as do pending runs of tasks unknown to ``tasks`` held by a
+      ``forced`` node; slots are freed. With ``settle_unowned`` (a node's start) running
+      runs held by no node (left by a daemon older than the cluster) end ``crashed`` too.
+      Idempotent: racing reapers settle each run once.
+    - ``leave`` is a graceful exit: the node's pending runs and slots are released and
+      its row removed, so the others take over at once.
+    - ``adopt`` gives ``me`` up to ``limit`` pending runs held by no node, of the named
+      tasks, oldest first; two adopters never get the same run.
+    - ``request_stop`` marks an active run as to be stopped and tells its owner (NOTIFY,
+      or the owner's poll of ``stop_requests``); returns the run as stored, None if it is
+      absent or ended.
+    - ``try_lead`` takes or renews the lease of a one-node-at-a-time duty for ``ttl``
+      seconds; True while ``me`` holds it.
+    """
+
+    async def register(self, node: NodeInfo) -> None: ...
+
+    async def heartbeat(self, node_id: str, lease: float) -> Heartbeat | None: ...
+
+    async def leave(self, node_id: str) -> None: ...
+
+    async def nodes(self, lease: float) -> Sequence[NodeStatus]: ...
+
+    async def running_runs_of(self, node_ids: Collection[str]) -> Sequence[Run]:
+        """Running runs held by these nodes, or (for a pre-cluster history) by no node."""
+        ...
+
+    async def reap(
+        self,
+        me: str,
+        lease: float,
+        tasks: Mapping[str, TaskSpec],
+        forced: Collection[str] = (),
+        settle_unowned: bool = False,
+    ) -> Reaped: ...
+
+    async def adopt(self, me: str, task_names: Collection[str], limit: int) -> Sequence[Run]: ...
+
+    async def request_stop(self, run_id: str) -> Run | None: ...
+
+    async def stop_requests(self, me: str) -> Sequence[str]:
+        """Ids of running runs of ``me`` that somebody asked to stop."""
+        ...
+
+    async def try_lead(self, duty: str, me: str, ttl: float) -> bool: ...
+
+
+class SlotState(StrEnum):
+    """What the cluster wants of one service instance slot."""
+
+    WANTED = "wanted"
+    """Keep an instance running in it."""
+    STOPPED = "stopped"
+    """The service was stopped (API): no instance until it is restarted."""
+    GIVEN_UP = "given_up"
+    """Its instance died ``start_retries`` times in a row: empty until a restart."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRecord:
+    """One service instance slot as stored."""
+
+    service: str
+    index: int
+    node_id: str | None
+    state: SlotState
+    generation: int
+    """Stop and restart commands given to the service so far."""
+    acked_generation: int
+    """The last command its owner carried out (or that needed no owner)."""
+    free_for: float
+    """Seconds it has been held by no node (0 while held)."""
+
+
+class SlotLedger(Protocol):
+    """Service instance slots, claimed by nodes so each runs exactly ``instances``.
+
+    Contract:
+    - ``sync`` makes each service have slots ``0 .. instances-1``; slots beyond that
+      which no node holds are removed.
+    - ``claim`` gives ``me`` (if up) up to ``count`` free ``wanted`` slots of the service,
+      lowest index first; two claimers never get the same slot. Claiming acknowledges
+      the commands given so far (the claimer starts fresh).
+    - ``record_instance`` inserts the pending run of an instance only while its node
+      holds its slot (``replica_index``) in state ``wanted`` and is up; says whether.
+    - ``settle`` is the holder's report on a slot: it carried out command ``generation``,
+      optionally moved the slot to ``state``, and with ``release`` lets go of it; False if
+      the slot is not held by ``me`` (then nothing changes).
+    - ``command`` stops (``stop=True``) or restarts every slot of a service: increments
+      its generation, sets the state (``stopped`` / ``wanted``), acknowledges it for slots
+      no node holds, and tells the holders; returns the new generation.
+    - ``settled`` says whether every slot of the service has acknowledged ``generation``.
+    """
+
+    async def sync(self, services: Mapping[str, int]) -> None: ...
+
+    async def slots(self, services: Collection[str]) -> Sequence[SlotRecord]: ...
+
+    async def claim(self, me: str, service: str, count: int) -> Sequence[SlotRecord]: ...
+
+    async def record_instance(self, run: Run) -> bool: ...
+
+    async def settle(
+        self,
+        me: str,
+        service: str,
+        index: int,
+        *,
+        generation: int,
+        state: SlotState | None = None,
+        release: bool = False,
+    ) -> bool: ...
+
+    async def command(self, service: str, *, stop: bool) -> int: ...
+
+    async def settled(self, service: str, generation: int) -> bool: ...

@@ -98,6 +98,9 @@ class Run:
     pid: int | None = None
     not_before: datetime | None = None
     """A pending run (a retry) may not start before this instant."""
+    node_id: str | None = None
+    """The node that holds it: whose queue has it while pending, whose process it is while
+    running (only that node records its end). None: nobody's yet (any node may adopt it)."""
 
     def started(self, at: datetime, pid: int | None = None) -> Run:
         """The run once its process exists."""

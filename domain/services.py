@@ -7,7 +7,6 @@ These functions decide and record; they do not wait on processes. The runtime in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,7 +22,7 @@ from domain.errors import (
     TriggerForbidden,
 )
 from domain.listing import RunPage, RunQuery
-from domain.ports import Admitted, Clock, Executor, LogStore, RunRepository
+from domain.ports import Admitted, Clock, LogStore, RunRepository
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import TaskSpec
 
@@ -46,10 +45,12 @@ async def trigger_run(
     clock: Clock,
     task: TaskSpec,
     external_execution_id: str | None = None,
+    node_id: str | None = None,
 ) -> tuple[Admitted, bool]:
     """Record a trigger of ``task`` through the API, under its overlap policy.
 
-    With ``external_execution_id`` it is a ``cloud`` trigger, idempotent on that id.
+    With ``external_execution_id`` it is a ``cloud`` trigger, idempotent on that id. The
+    run is held by ``node_id`` (the node that queues it).
     Returns the admission and whether it created a run (False: a repeat of a cloud id).
     Raises :class:`NotTriggerable` for services and :class:`TriggerForbidden` for
     ``api_trigger = false`` tasks.
@@ -65,21 +66,31 @@ async def trigger_run(
         created_at=now,
         triggered_by=TriggeredBy.CLOUD if external_execution_id else TriggeredBy.API,
         external_execution_id=external_execution_id,
+        node_id=node_id,
     )
     admitted = await repo.admit(run, task)
     return admitted, admitted.run.id == run.id
 
 
 async def record_cron_tick(
-    repo: RunRepository, task: TaskSpec, tick: datetime, start_at: datetime | None = None
+    repo: RunRepository,
+    task: TaskSpec,
+    tick: datetime,
+    start_at: datetime | None = None,
+    node_id: str | None = None,
 ) -> Admitted | None:
     """Record one cron tick under the overlap policy; None if the tick was recorded before.
 
     With ``start_at`` a tick that finds a free slot (and nothing queued) is recorded
-    running from ``start_at``: claimed in the same write, ready for its process.
+    running from ``start_at``: claimed in the same write, ready for its process, held by
+    ``node_id`` (which starts it; a tick is recorded, so started, by one node only).
     """
     run = Run(
-        id=new_run_id(tick), task_name=task.name, created_at=tick, triggered_by=TriggeredBy.CRON
+        id=new_run_id(tick),
+        task_name=task.name,
+        created_at=tick,
+        triggered_by=TriggeredBy.CRON,
+        node_id=node_id,
     )
     admitted = await repo.admit(run, task, start_at)
     return admitted if admitted.run.id == run.id else None
@@ -128,6 +139,9 @@ async def finish_run(
     """
     ended = run.ended(reason, at, exit_code, never_started=never_started)
     retry = policies.next_retry(task, ended, at, new_run_id(at)) if task else None
+    if retry is not None:
+        # Held by the node that recorded the end: it queues the retry itself.
+        retry = dataclasses.replace(retry, node_id=run.node_id)
     if not await repo.replace(ended, run.status, retry):
         return None
     return ended, retry
@@ -201,37 +215,3 @@ async def summarize_runs(repo: RunRepository) -> RunSummary:
 async def list_runs(repo: RunRepository, query: RunQuery) -> RunPage:
     """One page of runs; a task with no runs (or no longer configured) gives an empty page."""
     return await repo.list(query)
-
-
-async def reconcile_on_start(
-    repo: RunRepository,
-    clock: Clock,
-    tasks: Mapping[str, TaskSpec],
-    executor: Executor | None = None,
-) -> list[Run]:
-    """Settle what a previous daemon left active.
-
-    Runs left ``running`` end ``crashed`` (exit -2): their daemon died with them. Runs left
-    ``pending`` of tasks no longer configured (or of services, whose instances are started
-    afresh) end ``skipped``. Crashed runs are retried when their task allows. Returns the
-    pending runs to resume, retries included, oldest first. Processes the dead daemon
-    left behind for crashed runs are killed first, so a retry never runs beside its orphan.
-    """
-    now = clock.now()
-    pending: list[Run] = []
-    active = await repo.active()
-    crashed = [r.id for r in active if r.status is RunStatus.RUNNING]
-    if executor is not None and crashed:
-        await executor.reap_orphans(crashed)
-    for run in active:
-        task = tasks.get(run.task_name)
-        if run.status is RunStatus.RUNNING:
-            finished = await finish_run(repo, task, run, EndReason.CRASHED, now)
-            if finished is not None and finished[1] is not None:
-                pending.append(finished[1])
-        elif task is None or task.is_service:
-            await end_run(repo, run, EndReason.SKIPPED, now)
-        else:
-            pending.append(run)
-    pending.sort(key=lambda r: (r.created_at, r.id))
-    return pending

@@ -46,6 +46,7 @@ _KILL_WAIT = 5.0  # the most terminate waits for SIGKILLed descendants to vanish
 
 
 RUN_ID_VARIABLE = "RUNWARDEN_RUN_ID"
+NODE_ID_VARIABLE = "RUNWARDEN_NODE_ID"
 """Set in every run's environment; it marks the processes of a run, children included."""
 
 
@@ -178,21 +179,23 @@ class SubprocessExecutor(Executor):
             raise ProcessStartError(f"cannot start: {exc}") from exc
         return SubprocessRunningProcess(child, sink, self._drain_timeout, self._drain_limit)
 
-    async def reap_orphans(self, run_ids: Collection[str]) -> int:
+    async def reap_orphans(self, run_ids: Collection[str], node_ids: Collection[str]) -> int:
         """SIGKILL processes left by a dead daemon: those whose environment names one of
-        ``run_ids`` in ``RUNWARDEN_RUN_ID``. Matching on the run id, not a stored pid, means a
-        recycled pid can never make us kill a stranger."""
+        ``run_ids`` in ``RUNWARDEN_RUN_ID`` and one of ``node_ids`` in ``RUNWARDEN_NODE_ID``
+        (or no node: started before the cluster). Matching on the ids, not a stored pid,
+        means a recycled pid can never make us kill a stranger, nor a live node's process."""
         wanted = set(run_ids)
         if not wanted:
             return 0
-        return await asyncio.to_thread(_kill_processes_of, wanted)
+        return await asyncio.to_thread(_kill_processes_of, wanted, {*node_ids, ""})
 
 
-def _kill_processes_of(run_ids: set[str]) -> int:
+def _kill_processes_of(run_ids: set[str], node_ids: set[str]) -> int:
     killed = 0
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get(RUN_ID_VARIABLE) in run_ids:
+            env = proc.environ()
+            if env.get(RUN_ID_VARIABLE) in run_ids and env.get(NODE_ID_VARIABLE, "") in node_ids:
                 proc.kill()
                 killed += 1
         except (psutil.Error, OSError):

@@ -38,6 +38,7 @@ def to_row(run: Run) -> dict[str, Any]:
         "external_execution_id": run.external_execution_id,
         "pid": run.pid,
         "not_before": run.not_before,
+        "node_id": run.node_id,
     }
 
 
@@ -59,7 +60,13 @@ def from_row(row: Row) -> Run:
         external_execution_id=row["external_execution_id"],
         pid=row["pid"],
         not_before=row["not_before"],
+        node_id=_text_or_none(row["node_id"]),
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    # A uuid column comes back as a UUID from asyncpg, as text from JSON.
+    return None if value is None else str(value)
 
 
 def listed_from_row(row: tuple[Any, ...]) -> ListedRun:

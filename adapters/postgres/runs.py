@@ -299,10 +299,18 @@ class PostgresRunRepository(RunRepository):
     async def claim(self, run: Run, at: datetime, max_concurrent: int) -> Run | None:
         """Move the pending run to running at ``at`` if a slot is free; None otherwise.
 
+        ``run.node_id`` is the claimer: it must be up, and it holds the run from now on.
+
         Concurrent claims go together through ``runwarden_claim_many``.
         """
         rows = await self._claims.submit(
-            {"id": run.id, "task": run.task_name, "at": at, "max": max_concurrent}
+            {
+                "id": run.id,
+                "task": run.task_name,
+                "at": at,
+                "max": max_concurrent,
+                "node": run.node_id,
+            }
         )
         return from_row(rows[0]) if rows else None
 

@@ -34,6 +34,9 @@ runs = sa.Table(
     sa.Column("external_execution_id", sa.Text, nullable=True, unique=True),
     sa.Column("pid", sa.Integer, nullable=True),
     sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+    # The node holding the run (migration 0008); fenced writes compare it.
+    sa.Column("node_id", pg.UUID(as_uuid=False), nullable=True),
+    sa.Column("stop_requested_at", sa.DateTime(timezone=True), nullable=True),
     # Generated so that every listing sort has a plain column to index.
     sa.Column(
         "sort_start_at",
@@ -92,4 +95,40 @@ task_ticks = sa.Table(
 )
 
 # Columns of ``runs`` that hold a Run's fields (the generated ones are for sorting only).
-RUN_COLUMNS = tuple(c for c in runs.c if c.computed is None)
+RUN_COLUMNS = tuple(c for c in runs.c if c.computed is None and c.name != "stop_requested_at")
+
+# The cluster (migration 0008).
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=False), primary_key=True),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("boot_id", sa.Text, nullable=False),
+    sa.Column("version", sa.Text, nullable=False),
+    sa.Column("config_hash", sa.Text, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("dead_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+service_slots = sa.Table(
+    "service_slots",
+    metadata,
+    sa.Column("service", C_TEXT, primary_key=True),
+    sa.Column("replica_index", sa.Integer, primary_key=True),
+    sa.Column("node_id", pg.UUID(as_uuid=False), nullable=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.Column("acked_generation", sa.BigInteger, nullable=False),
+    sa.Column("freed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+cluster_leases = sa.Table(
+    "cluster_leases",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("node_id", pg.UUID(as_uuid=False), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.memory import FakeClock, InMemoryExecutor, InMemoryRunRepository
+from adapters.memory import FakeClock, InMemoryRunRepository
 from domain import services
 from domain.errors import (
     NotTriggerable,
@@ -128,29 +128,6 @@ async def test_only_active_runs_can_be_stopped(
         await services.require_active(repo, run.id, "backup")
 
 
-async def test_reconcile_crashes_running_runs_and_resumes_pending_ones_in_order(
-    repo: InMemoryRunRepository, clock: FakeClock
-) -> None:
-    crashed = await services.start_run(repo, await trigger(repo, clock, TASK), T0, pid=5)
-    clock.advance(1)
-    waiting = await trigger(repo, clock, TASK)
-    clock.advance(1)
-    later = await trigger(repo, clock, TASK)
-    orphan = await trigger(repo, clock, TaskSpec(name="removed", run="true"))
-    clock.advance(60)
-    resumed = await services.reconcile_on_start(repo, clock, {"backup": TASK})
-    assert [r.id for r in resumed] == [waiting.id, later.id]
-    assert crashed is not None
-    after = await services.get_run(repo, crashed.id)
-    assert (after.end_reason, after.exit_code, after.end_at) == (
-        EndReason.CRASHED,
-        -2,
-        T0 + timedelta(seconds=62),
-    )
-    skipped = await services.get_run(repo, orphan.id)
-    assert (skipped.end_reason, skipped.exit_code) == (EndReason.SKIPPED, -1)
-
-
 async def test_a_trigger_the_skip_policy_turns_away_is_recorded_skipped(
     repo: InMemoryRunRepository, clock: FakeClock
 ) -> None:
@@ -187,24 +164,3 @@ async def test_finishing_a_failed_run_records_its_retry_in_the_same_step(
     assert await repo.get(retry.id) == retry
     assert retry.not_before == T0 + timedelta(seconds=7)
     assert (retry.retry_attempt, retry.retry_of_run_id) == (1, ended.id)
-
-
-async def test_reconcile_retries_a_crashed_run_when_its_task_allows(
-    repo: InMemoryRunRepository, clock: FakeClock
-) -> None:
-    task = TaskSpec(name="flaky", run="x", retry_attempts=1)
-    run = await trigger(repo, clock, task)
-    await services.claim_run(repo, task, run, T0)
-    resumed = await services.reconcile_on_start(repo, clock, {"flaky": task})
-    assert [(r.retry_attempt, r.retry_of_run_id) for r in resumed] == [(1, run.id)]
-
-
-async def test_reconcile_kills_the_orphans_of_crashed_runs_only(
-    repo: InMemoryRunRepository, clock: FakeClock
-) -> None:
-    running = await trigger(repo, clock, TASK)
-    await services.claim_run(repo, TASK, running, T0)
-    await trigger(repo, clock, TASK)  # pending: it never had a process
-    executor = InMemoryExecutor()
-    await services.reconcile_on_start(repo, clock, {"backup": TASK}, executor)
-    assert executor.reaped == [running.id]
