@@ -17,17 +17,20 @@ from litestar.di import Provide
 
 from adapters.clock import SystemClock
 from adapters.executor import SubprocessExecutor
+from adapters.postgres.cluster import CONTROL_CHANNEL, PostgresCluster
 from adapters.postgres.database import create_engine, migrate_async, ping
 from adapters.postgres.embedded import EmbeddedPostgres
 from adapters.postgres.events import PostgresRunEvents
 from adapters.postgres.logs import PostgresLogStore
 from adapters.postgres.runs import PostgresRunRepository
+from adapters.postgres.slots import PostgresSlots
 from app.config import Config
 from app.controllers import ROUTE_HANDLERS
 from app.daemon import Daemon
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
 from app.openapi import finalize_openapi, openapi_config
+from app.runtime.membership import ClusterTiming
 from app.security import SecurityMiddleware, SecurityOptions
 
 log = logging.getLogger("runwarden")
@@ -86,9 +89,6 @@ def create_app(settings: Settings) -> Litestar:
             parts.push_async_callback(engine.dispose)
             # One LISTEN connection: run events of every daemon sharing the database.
             run_events = PostgresRunEvents(url)
-            await run_events.start()
-            parts.push_async_callback(run_events.stop)
-            app.state.run_events = run_events
             daemon = Daemon(
                 config=settings.config,
                 repo=PostgresRunRepository(engine),
@@ -96,9 +96,19 @@ def create_app(settings: Settings) -> Litestar:
                 executor=SubprocessExecutor(),
                 clock=SystemClock(),
                 database_ready=lambda: ping(engine),
+                cluster=PostgresCluster(engine),
+                slots=PostgresSlots(engine),
+                timing=ClusterTiming(
+                    heartbeat=settings.config.heartbeat, lease=settings.config.lease
+                ),
                 version=package_version(),
                 on_run_end=metrics.observe_run,
             )
+            # Stop requests and freed slots from other nodes, on the same connection.
+            run_events.on_channel(CONTROL_CHANNEL, daemon.on_control)
+            await run_events.start()
+            parts.push_async_callback(run_events.stop)
+            app.state.run_events = run_events
             await daemon.start()
             parts.push_async_callback(daemon.stop)
             app.state.daemon = daemon

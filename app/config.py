@@ -10,7 +10,9 @@ whose text names the file, the table, the key, what is wrong and a hint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
+import hashlib
 import os
 import re
 import tomllib
@@ -21,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import msgspec
 
+from domain.cluster import DEFAULT_HEARTBEAT, DEFAULT_LEASE
 from domain.durations import parse_duration, parse_size
 from domain.schedule import InvalidSchedule, Schedule
 from domain.tasks import Backoff, CatchUp, LogOnFull, OverlapPolicy, TaskKind, TaskSpec
@@ -85,7 +88,7 @@ TASK_KEYS = {**_IDENTITY, **_SCHEDULING, **_CONCURRENCY, **_RETRIES, **_SHARED}
 SERVICE_KEYS = {**_IDENTITY, **_SHARED, **_SUPERVISION}
 _PER_TASK_ONLY = ("run", "description", "cron", "instances")
 DEFAULT_KEYS = {k: t for k, t in {**TASK_KEYS, **SERVICE_KEYS}.items() if k not in _PER_TASK_ONLY}
-_TOP_LEVEL = ("scheduler", "defaults", "tasks", "services", "api")
+_TOP_LEVEL = ("scheduler", "defaults", "tasks", "services", "api", "cluster")
 
 
 _KEYS: dict[type[msgspec.Struct], dict[str, Any]] = {}
@@ -104,6 +107,7 @@ ServiceTable = _struct("ServiceTable", SERVICE_KEYS)
 DefaultsTable = _struct("DefaultsTable", DEFAULT_KEYS)
 SchedulerTable = _struct("SchedulerTable", {"timezone": str})
 ApiTable = _struct("ApiTable", {"tokens": list[_Text], "metrics_public": bool})
+ClusterTable = _struct("ClusterTable", {"lease": _Duration, "heartbeat": _Duration})
 _HASHED_TOKEN = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 
 # Why a key that is valid in the other kind of table is refused in this one.
@@ -160,6 +164,12 @@ class Config:
     """``[api] tokens``: SHA-256 hashes as ``runwarden hash-token`` prints them."""
     metrics_public: bool = False
     """``[api] metrics_public``: serve ``/metrics`` without a token."""
+    lease: float = DEFAULT_LEASE
+    """``[cluster] lease``: seconds without a heartbeat after which a node is dead."""
+    heartbeat: float = DEFAULT_HEARTBEAT
+    """``[cluster] heartbeat``: seconds between a node's heartbeats."""
+    config_hash: str = ""
+    """A hash of the file's text: nodes of a cluster compare theirs (config drift)."""
 
 
 class _Invalid(ValueError):
@@ -194,6 +204,11 @@ def load_config(path: Path) -> Config:
     return validate_text(text, str(path))
 
 
+def config_hash(text: str) -> str:
+    """The hash nodes publish to compare their configs: 16 hex digits of SHA-256."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def validate_text(text: str, source: str) -> Config:
     """Validate config ``text``; ``source`` names it in messages and anchors relative paths."""
     try:
@@ -203,7 +218,8 @@ def validate_text(text: str, source: str) -> Config:
         message = "invalid TOML: " + re.sub(r"\s*\(at line.*\)$", "", str(error))
         line = int(found.group(1)) if found else None
         raise ConfigError([ConfigProblem(source, message, line=line)]) from None
-    return _Loader(source).load(document)
+    config = _Loader(source).load(document)
+    return dataclasses.replace(config, config_hash=config_hash(text))
 
 
 def host_timezone(environ: dict[str, str] | None = None, etc: Path = Path("/etc")) -> str:
@@ -254,6 +270,7 @@ class _Loader:
         scheduler = self.table(document.get("scheduler", {}), "scheduler", SchedulerTable, "")
         zone = scheduler.get("timezone") or host_timezone()
         api = self.table(document.get("api", {}), "api", ApiTable, "")
+        cluster = self.cluster(document.get("cluster", {}))
         defaults = self.table(document.get("defaults", {}), "defaults", DefaultsTable, "defaults")
         tasks: dict[str, TaskSpec] = {}
         for kind, struct in ((TaskKind.TASK, TaskTable), (TaskKind.SERVICE, ServiceTable)):
@@ -274,7 +291,27 @@ class _Loader:
             tasks,
             tuple(api.get("tokens", ())),
             api.get("metrics_public", False),
+            cluster.get("lease", DEFAULT_LEASE),
+            cluster.get("heartbeat", DEFAULT_HEARTBEAT),
         )
+
+    def cluster(self, raw: Any) -> dict[str, float]:
+        """``[cluster]``: lease and heartbeat, the heartbeat well inside the lease."""
+        values = self.table(raw, "cluster", ClusterTable, "")
+        lease = values.get("lease", DEFAULT_LEASE)
+        heartbeat = values.get("heartbeat", DEFAULT_HEARTBEAT)
+        if heartbeat <= 0 or lease <= 0:
+            self.add("cluster", "lease and heartbeat must be longer than 0s", "lease")
+        elif lease < 2 * heartbeat or lease < 2.0:
+            self.add(
+                "cluster",
+                f"lease ({lease:g}s) must be at least twice the heartbeat ({heartbeat:g}s) "
+                "and at least 2s",
+                "lease",
+                'a node is dead after missing a few heartbeats: e.g. lease = "6s", '
+                'heartbeat = "2s"',
+            )
+        return values
 
     def task(
         self,
@@ -362,7 +399,14 @@ class _Loader:
                     "must be longer than 0s", 'e.g. "30s" or "1h"; leave it out for none'
                 )
             return seconds
-        if key in ("retry_delay", "graceful_stop", "restart_delay", "healthy_after"):
+        if key in (
+            "retry_delay",
+            "graceful_stop",
+            "restart_delay",
+            "healthy_after",
+            "lease",
+            "heartbeat",
+        ):
             return parse_duration(value)
         if key == "log_max_size":
             size = parse_size(value)

@@ -4,33 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.config import Config
 from app.runtime.dispatcher import Dispatcher
+from app.runtime.membership import ClusterTiming, Membership
+from app.runtime.resilience import durably
 from app.runtime.retention import retention_loop
 from app.runtime.scheduler import CronScheduler
 from app.runtime.supervisor import ServiceSupervisor
 from domain import services
+from domain.cluster import FenceAction, NodeStatus
 from domain.errors import NotAService, ServiceInstance, StoreUnavailable, TriggerSkipped
 from domain.listing import RunPage, RunQuery
 from domain.policies import Admission
-from domain.ports import Clock, Executor, LogStore, RunRepository
-from domain.run import Run, RunStatus
+from domain.ports import Clock, ClusterStore, Executor, LogStore, RunRepository, SlotLedger
+from domain.run import EndReason, Run, RunStatus
 from domain.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
 WAIT_POLL_INTERVAL = 0.15
 """Seconds between reads of a run that a trigger with ``wait=true`` waits on."""
+ADOPT_BATCH = 100
+"""Pending runs held by no node that one node takes over at a time."""
+RETENTION_LEASE = 900.0
+"""Seconds a node keeps the retention duty between passes (every 600 s) before another
+node may take it."""
+STOP_WAIT_MARGIN = 5.0
+"""Seconds beyond the task's ``graceful_stop`` and the lease that a stop sent to another
+node waits for the end to be recorded."""
 
 
 @dataclass
 class Daemon:
-    """Owns the dispatcher and the cron loop for one configuration."""
+    """Owns this node's dispatcher, supervisor, cron loop and cluster duties."""
 
     config: Config
     repo: RunRepository
@@ -38,56 +50,189 @@ class Daemon:
     executor: Executor
     clock: Clock
     database_ready: Callable[[], Awaitable[bool]]
+    cluster: ClusterStore
+    slots: SlotLedger
+    timing: ClusterTiming = field(default_factory=ClusterTiming)
     version: str = "0.0.0"
     on_run_end: Callable[[Run], None] | None = None
     """Told of every run end the dispatcher records (metrics); must not block."""
     started_at: datetime | None = field(default=None, init=False)
     _started_monotonic: float = field(default=0.0, init=False)
+    membership: Membership = field(init=False)
     dispatcher: Dispatcher = field(init=False)
     supervisor: ServiceSupervisor = field(init=False)
     scheduler: CronScheduler = field(init=False)
     _cron_loop: asyncio.Task[None] | None = field(default=None, init=False)
-    _retention: asyncio.Task[None] | None = field(default=None, init=False)
+    _loops: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _heartbeats: asyncio.Task[None] | None = field(default=None, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def __post_init__(self) -> None:
-        self.dispatcher = Dispatcher(
-            self.repo, self.logs, self.executor, self.clock, self.tasks, on_end=self.on_run_end
+        self.membership = Membership(
+            self.cluster,
+            self.clock,
+            self.timing,
+            self.executor,
+            version=self.version,
+            config_hash=self.config.config_hash,
         )
-        self.scheduler = CronScheduler(self.repo, self.dispatcher, self.clock, self.tasks)
+        self.dispatcher = Dispatcher(
+            self.repo,
+            self.logs,
+            self.executor,
+            self.clock,
+            self.tasks,
+            on_end=self.on_run_end,
+            node=self._node,
+            stop_elsewhere=self._stop_elsewhere,
+        )
+        self.scheduler = CronScheduler(
+            self.repo, self.dispatcher, self.clock, self.tasks, node=self._node
+        )
         self.supervisor = ServiceSupervisor(
-            self.repo, self.logs, self.executor, self.clock, self.tasks
+            self.repo,
+            self.logs,
+            self.executor,
+            self.clock,
+            self.tasks,
+            self.slots,
+            node=self._node,
+            live_nodes=lambda: self.membership.live_nodes,
         )
 
     @property
     def tasks(self) -> dict[str, TaskSpec]:
         return self.config.tasks
 
+    @property
+    def node_id(self) -> str:
+        """This node's id in the cluster (a new one after it rejoined)."""
+        return self.membership.node_id
+
+    def _node(self) -> str:
+        return self.membership.node_id
+
     async def start(self) -> None:
-        """Settle what a previous daemon left, resume pending runs, start the loops."""
+        """Join the cluster (settling dead daemons), take pending runs and service slots,
+        start the loops."""
         self.started_at = self.clock.now()
         self._started_monotonic = self.clock.monotonic()
-        pending = await services.reconcile_on_start(
-            self.repo, self.clock, self.tasks, self.executor
-        )
-        for run in pending:
-            self.dispatcher.submit(run)
-        if pending:
-            log.info("resumed %d pending runs", len(pending))
-        # After the reconciliation, which ends the previous daemon's service runs.
+        await self.membership.join(self.tasks)
+        await self._adopt()
         await self.supervisor.start()
         await self.scheduler.load_state()
         loop = asyncio.get_running_loop()
         self._cron_loop = loop.create_task(self.scheduler.run())
-        self._retention = loop.create_task(retention_loop(self.repo, self.clock, self.tasks))
+        self._heartbeats = loop.create_task(self._heartbeat_loop())
+        self._loops = [
+            self._cron_loop,
+            loop.create_task(self._duties_loop()),
+            loop.create_task(
+                retention_loop(self.repo, self.clock, self.tasks, may_run=self._lead_retention)
+            ),
+        ]
 
     async def stop(self) -> None:
-        """Stop the loops, then every running process (recorded ``stopped``)."""
-        for loop_task in (self._cron_loop, self._retention):
-            if loop_task is not None:
-                loop_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await loop_task
+        """Stop the loops, then every running process (recorded ``stopped``), then leave
+        the cluster so the others take over its pending runs and slots at once."""
+        for loop_task in self._loops:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+        # Still heart-beating meanwhile: a slow graceful stop must not look like a death.
         await asyncio.gather(self.dispatcher.shutdown(), self.supervisor.stop())
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeats
+        await self.membership.leave()
+
+    def on_control(self, payload: str) -> None:
+        """A notification on the control channel: a stop request, or slots to look at."""
+        try:
+            body = json.loads(payload)
+            op = body["op"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed control notification")
+            return
+        if op == "stop" and body.get("node") == self.node_id:
+            self.dispatcher.stop_here(str(body.get("run")))
+        elif op == "slots":
+            self._wake.set()
+
+    async def nodes(self) -> Sequence[NodeStatus]:
+        """Every node of the cluster, judged alive on the database's clock."""
+        return await self.cluster.nodes(self.timing.lease)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            if await self.membership.renew() is FenceAction.FENCE:
+                await self._fence()
+            await asyncio.sleep(self.timing.heartbeat)
+
+    async def _fence(self) -> None:
+        """Declared dead (or unable to prove otherwise while others live): stop every
+        process now, record nothing as the old node, rejoin with a new id."""
+        old = self.node_id
+        log.error(
+            "node %s lost its lease (reaped, or cut off from the database while other nodes "
+            "were alive): killing its processes and rejoining as a new node",
+            old,
+        )
+        await asyncio.gather(self.dispatcher.abandon(), self.supervisor.abandon())
+        await self.membership.join(self.tasks)
+        self._wake.set()
+
+    async def _duties_loop(self) -> None:
+        """Every second (or when notified): reap, adopt, honour stop requests, keep slots."""
+        while True:
+            for duty in (self._reap, self._adopt, self._stop_requested, self.supervisor.sync):
+                try:
+                    await duty()
+                except StoreUnavailable:
+                    pass  # the heartbeat loop reports the outage
+                except Exception:
+                    log.exception("cluster duty %s failed; retrying", duty.__name__)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.timing.poll):
+                    await self._wake.wait()
+
+    async def _reap(self) -> None:
+        await self.membership.reap(self.tasks)
+
+    async def _adopt(self) -> None:
+        names = [name for name, task in self.tasks.items() if not task.is_service]
+        adopted = await durably(
+            lambda: self.cluster.adopt(self.node_id, names, ADOPT_BATCH),
+            what="taking over pending runs",
+        )
+        for run in adopted:
+            self.dispatcher.submit(run)
+        if adopted:
+            log.info("took over %d pending runs", len(adopted))
+
+    async def _stop_requested(self) -> None:
+        for run_id in await self.cluster.stop_requests(self.node_id):
+            self.dispatcher.stop_here(run_id)
+
+    async def _lead_retention(self) -> bool:
+        return await self.cluster.try_lead("retention", self.node_id, RETENTION_LEASE)
+
+    async def _stop_elsewhere(self, run: Run) -> None:
+        """Stop a run this node does not run: end it if still pending, else ask its owner
+        and wait (bounded) until the end is recorded."""
+        if run.status is RunStatus.PENDING and await services.end_run(
+            self.repo, run, EndReason.STOPPED, self.clock.now()
+        ):
+            return
+        if await self.cluster.request_stop(run.id) is None:
+            return  # ended meanwhile
+        task = self.tasks.get(run.task_name)
+        grace = task.graceful_stop if task is not None else 0.0
+        found = await self.repo.get(run.id)
+        if found is not None:
+            await self.wait_for_end(found, grace + self.timing.lease + STOP_WAIT_MARGIN)
 
     @property
     def scheduler_alive(self) -> bool:
@@ -114,7 +259,7 @@ class Daemon:
         """
         task = self.task(task_name)
         admitted, created = await services.trigger_run(
-            self.repo, self.clock, task, external_execution_id
+            self.repo, self.clock, task, external_execution_id, node_id=self.node_id
         )
         if not created:
             return admitted.run, False

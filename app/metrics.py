@@ -82,6 +82,12 @@ class Metrics:
             "1 if the database answered at the last scrape (runwarden_runs is stale while 0)",
             registry=registry,
         )
+        self._nodes = Gauge(
+            "runwarden_nodes",
+            "Nodes of the cluster sharing the database, by whether they heart-beat in time",
+            ["alive"],
+            registry=registry,
+        )
         # labels() validates and locks on every call: keep each route's child once made.
         self._request_children: dict[tuple[str, str, int], Any] = {}
         build = Gauge("runwarden_build_info", "The running version", ["version"], registry=registry)
@@ -107,6 +113,7 @@ class Metrics:
         """Refresh the scrape-time metrics from ``daemon`` and its database; the text."""
         try:
             counts = await daemon.repo.counts()
+            nodes = await daemon.nodes()
         except StoreUnavailable as exc:
             log.warning("metrics: run counts unavailable (%s)", exc)
             self._database_up.set(0)
@@ -114,6 +121,9 @@ class Metrics:
             self._database_up.set(1)
             # No await from here on: a concurrent scrape never sees a half-filled gauge.
             self._runs.clear()
+            alive = sum(1 for node in nodes if node.alive)
+            self._nodes.labels(alive="true").set(alive)
+            self._nodes.labels(alive="false").set(len(nodes) - alive)
             for count in counts:
                 reason = count.end_reason.value if count.end_reason is not None else ""
                 self._runs.labels(

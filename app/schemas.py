@@ -209,9 +209,41 @@ class Info(msgspec.Struct, omit_defaults=True, kw_only=True):
         int, msgspec.Meta(ge=0, description="Runs waiting in this daemon's queue for a slot")
     ]
     tasks: list[TaskBrief]
+    node_id: Annotated[str, msgspec.Meta(description="This daemon's id in the cluster")]
 
 
-WIRE_TYPES.update({cls.__name__: cls for cls in (RunsSummaryBody, TaskBrief, Info)})
+class Node(msgspec.Struct, kw_only=True):
+    """One daemon of the cluster sharing the database."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    id: Annotated[str, msgspec.Meta(description="A fresh id for every start of a daemon")]
+    host: Annotated[str, msgspec.Meta(description="The machine's host name")]
+    pid: Annotated[int, msgspec.Meta(description="The daemon's process id on its host")]
+    version: Annotated[str, msgspec.Meta(description="runwarden's version on that node")]
+    started_at: Timestamp
+    heartbeat_at: Annotated[
+        Timestamp, msgspec.Meta(description="Its last heartbeat, on the database's clock")
+    ]
+    alive: Annotated[
+        bool,
+        msgspec.Meta(description="Heart-beating within the lease (false: dead or reaped)"),
+    ]
+    running_runs: Annotated[int, msgspec.Meta(ge=0, description="Runs its processes run")]
+    config_hash: Annotated[
+        str, msgspec.Meta(description="Hash of its loaded config file; differs on drift")
+    ]
+
+
+class NodesBody(msgspec.Struct, kw_only=True):
+    """The nodes of the cluster, oldest first."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    nodes: list[Node]
+
+
+WIRE_TYPES.update(
+    {cls.__name__: cls for cls in (RunsSummaryBody, TaskBrief, Info, Node, NodesBody)}
+)
 
 
 class LogStreamDone(msgspec.Struct, kw_only=True):

@@ -126,6 +126,16 @@ class _Subscription(RunSubscription):
         self._detach()
 
 
+def _payload_to(callback: Callable[[str], None]) -> Callable[[object, int, str, str], None]:
+    def listener(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            callback(payload)
+        except Exception:
+            log.exception("a notification handler failed")
+
+    return listener
+
+
 class PostgresRunEvents(RunEventSource):
     """Listens on ``runwarden_runs`` through one dedicated connection and fans out."""
 
@@ -137,6 +147,12 @@ class PostgresRunEvents(RunEventSource):
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listened = False
+        self._channels: dict[str, Callable[[str], None]] = {}
+
+    def on_channel(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Also hand every notification on ``channel`` (its payload) to ``callback``, on
+        the same connection; call before ``start``. The callback must not block."""
+        self._channels[channel] = callback
 
     @property
     def connected(self) -> bool:
@@ -256,6 +272,8 @@ class PostgresRunEvents(RunEventSource):
         closed = asyncio.Event()
         conn.add_termination_listener(lambda _c: closed.set())
         await conn.add_listener(CHANNEL, self._on_notify)
+        for channel, callback in self._channels.items():
+            await conn.add_listener(channel, _payload_to(callback))
         self._connected.set()
         self._listened = True
         log.info("run events: listening on %s", CHANNEL)

@@ -6,7 +6,7 @@ from typing import Any
 
 from app.controllers.events import RunEventController
 from app.controllers.logs import LogController
-from app.controllers.ops import info, metrics
+from app.controllers.ops import info, metrics, nodes
 from app.controllers.runs import RunController
 from app.controllers.system import health, json_schema, openapi_document, ready
 from app.controllers.tasks import TaskController
@@ -17,6 +17,7 @@ ROUTE_HANDLERS: list[Any] = [
     RunController,
     TaskController,
     info,
+    nodes,
     metrics,
     health,
     ready,

@@ -37,6 +37,7 @@ async def info(request: Request[Any, Any, Any], daemon: NamedDependency[Daemon])
         scheduler_alive=daemon.scheduler_alive,
         scheduler_heartbeat_at=presenters.timestamp(heartbeat) if heartbeat else UNSET,
         queued_runs=daemon.dispatcher.queued_count(),
+        node_id=daemon.node_id,
         tasks=[
             schemas.TaskBrief(
                 schema=brief_schema,
@@ -48,6 +49,40 @@ async def info(request: Request[Any, Any, Any], daemon: NamedDependency[Daemon])
                 else UNSET,
             )
             for task in sorted(daemon.tasks.values(), key=lambda t: t.name)
+        ],
+    )
+
+
+@get(
+    "/api/nodes",
+    operation_id="list-nodes",
+    summary="The daemons of the cluster",
+    description="Every daemon (node) sharing the database: alive while it heart-beats within "
+    "the lease, judged on the database's clock. Dead nodes stay listed for an hour.",
+    tags=["system"],
+    responses=api_problems(),
+)
+async def nodes(
+    request: Request[Any, Any, Any], daemon: NamedDependency[Daemon]
+) -> schemas.NodesBody:
+    """The nodes, oldest first."""
+    node_schema = schema_url(request, "Node")
+    return schemas.NodesBody(
+        schema=schema_url(request, "NodesBody"),
+        nodes=[
+            schemas.Node(
+                schema=node_schema,
+                id=node.info.id,
+                host=node.info.host,
+                pid=node.info.pid,
+                version=node.info.version,
+                started_at=presenters.timestamp(node.started_at),
+                heartbeat_at=presenters.timestamp(node.heartbeat_at),
+                alive=node.alive,
+                running_runs=node.running_runs,
+                config_hash=node.info.config_hash,
+            )
+            for node in await daemon.nodes()
         ],
     )
 

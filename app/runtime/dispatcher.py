@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +46,8 @@ class _Active:
     timed_out: bool = False
     stopped: bool = False
     log_overflowed: bool = False
+    abandoned: bool = False
+    """This node was reaped: the run is no longer ours to record."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -55,6 +57,10 @@ class Dispatcher:
     A slot is taken in the database (``claim``) before a process is spawned, so the limit
     holds across daemons sharing one database. A pending retry waits for its
     ``not_before`` without holding up runs queued behind it.
+
+    ``node`` names this node: it holds the runs it claims, and only it records their end.
+    ``stop_elsewhere`` stops a run this dispatcher does not run (another node's): it asks
+    the owner and returns once the end is recorded.
     """
 
     def __init__(
@@ -65,8 +71,12 @@ class Dispatcher:
         clock: Clock,
         tasks: dict[str, TaskSpec],
         on_end: Callable[[Run], None] | None = None,
+        node: Callable[[], str | None] = lambda: None,
+        stop_elsewhere: Callable[[Run], Awaitable[None]] | None = None,
     ) -> None:
         self._repo = repo
+        self._node = node
+        self._stop_elsewhere = stop_elsewhere
         # Told of every end this dispatcher records (for metrics); must not raise or block.
         self._on_end = on_end
         self._logs = logs
@@ -113,12 +123,45 @@ class Dispatcher:
                     return
         active = self._active.get(run.id)
         if active is None:
-            # Not ours (another daemon's, or left by a previous one): settle it in the store.
-            await services.end_run(self._repo, run, EndReason.STOPPED, self._now())
+            if self._stop_elsewhere is not None:
+                await self._stop_elsewhere(run)  # another node's: its owner stops it
+            else:
+                await services.end_run(self._repo, run, EndReason.STOPPED, self._now())
             return
         active.stopped = True
         await self._terminate(active)
         await active.done.wait()
+
+    def stop_here(self, run_id: str) -> bool:
+        """Stop a run this dispatcher runs, in the background (a request from another
+        node); False if it does not run it."""
+        active = self._active.get(run_id)
+        if active is None or active.stopped:
+            return active is not None
+        self._spawn_worker(self.stop(active.run))
+        return True
+
+    def holds(self, run_id: str) -> bool:
+        """Whether this dispatcher has the run queued or running."""
+        return run_id in self._active or any(
+            r.id == run_id for q in self._queues.values() for r in q
+        )
+
+    async def abandon(self) -> None:
+        """This node was reaped: kill every process at once (SIGKILL to its group), forget
+        the queue, record nothing. A survivor has settled these runs already."""
+        for handle in self._wakeups.values():
+            handle.cancel()
+        self._wakeups.clear()
+        for queue in self._queues.values():
+            queue.clear()
+        actives = list(self._active.values())
+        for active in actives:
+            active.abandoned = active.stopped = True
+        await asyncio.gather(
+            *(a.process.terminate("SIGKILL", 0.0) for a in actives if a.process is not None),
+            return_exceptions=True,
+        )
 
     def stop_soon(self, runs: list[Run]) -> None:
         """Stop runs in the background (the ``terminate`` overlap policy)."""
@@ -178,11 +221,13 @@ class Dispatcher:
             await self._run_process(active, claimed)
         except Exception:
             log.exception("run %s of %s failed in the daemon", active.run.id, active.task.name)
-            # Never leave the run active because of a bug: record it failed if we can.
-            with contextlib.suppress(Exception):
-                await services.end_run(
-                    self._repo, active.run, EndReason.FAILED, self._now(), EXIT_NOT_EXECUTED
-                )
+            # Never leave the run active because of a bug: record it failed if we can (and
+            # it is still ours to record).
+            if not active.abandoned:
+                with contextlib.suppress(Exception):
+                    await services.end_run(
+                        self._repo, active.run, EndReason.FAILED, self._now(), EXIT_NOT_EXECUTED
+                    )
         finally:
             self._active.pop(active.run.id, None)
             active.done.set()
@@ -192,7 +237,7 @@ class Dispatcher:
         return self._closing
 
     async def _claim(self, active: _Active) -> Run | None:
-        run, task = active.run, active.task
+        run, task = dataclasses.replace(active.run, node_id=self._node()), active.task
         claimed = await durably(
             lambda: services.claim_run(self._repo, task, run, self._now()),
             what=f"starting run {run.id}",
@@ -200,7 +245,12 @@ class Dispatcher:
         if claimed is not None:
             return claimed
         stored = await durably(lambda: self._repo.get(run.id), what=f"reading run {run.id}")
-        if stored is not None and stored.status is RunStatus.PENDING and not active.stopped:
+        if (
+            stored is not None
+            and stored.status is RunStatus.PENDING
+            and stored.node_id in (None, run.node_id)
+            and not active.stopped
+        ):
             # Another daemon holds the task's slots: try again shortly.
             loop = asyncio.get_running_loop()
             loop.call_later(RECLAIM_DELAY, self.submit, stored)
@@ -225,7 +275,12 @@ class Dispatcher:
         spec = ProcessSpec(
             command=task.run,
             shell=task.shell,
-            env={**task.env, "RUNWARDEN_RUN_ID": running.id, "RUNWARDEN_TASK": task.name},
+            env={
+                **task.env,
+                "RUNWARDEN_RUN_ID": running.id,
+                "RUNWARDEN_TASK": task.name,
+                "RUNWARDEN_NODE_ID": running.node_id or "",
+            },
             working_dir=task.working_dir,
         )
         try:
@@ -270,6 +325,8 @@ class Dispatcher:
         self, active: _Active, reason: EndReason, code: int, *, never_started: bool = False
     ) -> None:
         run = active.run
+        if active.abandoned:
+            return  # reaped: the survivor recorded it crashed
         finished = await durably(
             lambda: services.finish_run(
                 self._repo,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from domain.ports import Clock, RunRepository
@@ -36,10 +37,24 @@ async def prune_once(repo: RunRepository, clock: Clock, tasks: dict[str, TaskSpe
     return removed
 
 
-async def retention_loop(repo: RunRepository, clock: Clock, tasks: dict[str, TaskSpec]) -> None:
-    """Prune now and then every ``INTERVAL`` seconds, until cancelled."""
+async def _always() -> bool:
+    return True
+
+
+async def retention_loop(
+    repo: RunRepository,
+    clock: Clock,
+    tasks: dict[str, TaskSpec],
+    may_run: Callable[[], Awaitable[bool]] = _always,
+) -> None:
+    """Prune now and then every ``INTERVAL`` seconds, until cancelled.
+
+    ``may_run`` is asked before each pass (one node of a cluster holds the duty)."""
     while True:
         try:
+            if not await may_run():
+                await asyncio.sleep(INTERVAL)
+                continue
             removed = await prune_once(repo, clock, tasks)
             if removed:
                 log.info("retention removed %d old runs", removed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from app.runtime.dispatcher import Dispatcher
@@ -42,8 +42,10 @@ class CronScheduler:
         dispatcher: Dispatcher,
         clock: Clock,
         tasks: dict[str, TaskSpec],
+        node: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._repo = repo
+        self._node = node
         self._dispatcher = dispatcher
         self._clock = clock
         self._tasks = {n: t for n, t in tasks.items() if t.cron and not t.is_service}
@@ -144,7 +146,9 @@ class CronScheduler:
         return True
 
     async def _fire(self, task: TaskSpec, tick: datetime) -> None:
-        admitted = await services.record_cron_tick(self._repo, task, tick, self._clock.now())
+        admitted = await services.record_cron_tick(
+            self._repo, task, tick, self._clock.now(), self._node()
+        )
         if admitted is None:
             return  # already recorded, by an earlier loop or another daemon
         if admitted.decision is Admission.SKIP:

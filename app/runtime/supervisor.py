@@ -5,6 +5,10 @@ process, records it as a run (``triggered_by = api``, ``replica_index`` = the sl
 it, records its end and starts the next one after ``restart_delay``. A slot whose instance
 dies ``start_retries`` times in a row before staying up ``healthy_after`` seconds is left
 empty until the service is restarted, so a broken service cannot spin.
+
+In a cluster the slots are shared: each is held by one node (``SlotLedger``), so a service
+runs exactly ``instances`` processes however many nodes run it. A node starts instances
+only in the slots it holds; the others' slots are not its business until they are freed.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from app.runtime.output import RunOutput
 from domain import policies, services
+from domain.cluster import slots_to_claim
 from domain.errors import TaskNotFound
 from domain.ports import (
     Clock,
@@ -26,6 +31,9 @@ from domain.ports import (
     ProcessStartError,
     RunningProcess,
     RunRepository,
+    SlotLedger,
+    SlotRecord,
+    SlotState,
 )
 from domain.run import EXIT_NOT_EXECUTED, EndReason, Run, TriggeredBy, end_reason_for_exit
 from domain.tasks import TaskSpec
@@ -34,18 +42,27 @@ log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 
+CLAIM_PATIENCE = 3.0
+"""Seconds a free slot waits for a node under its fair share before any node takes it."""
+COMMAND_POLL = 0.1
+"""Seconds between checks that every holder carried out a stop or restart."""
+
 
 @dataclass(slots=True)
 class _Slot:
-    """One instance slot of a service and the task that keeps it filled."""
+    """One instance slot of a service this node holds, and the task that keeps it filled."""
 
     service: TaskSpec
     index: int
+    generation: int = 0
+    """The last stop/restart command of the service this slot has taken in."""
     run: Run | None = None
     """The slot's active run as last recorded; None between lifetimes."""
     process: RunningProcess | None = None
     stopping: bool = False
     """We are stopping this slot: its run ends ``stopped`` and it is not refilled."""
+    abandoned: bool = False
+    """The slot is no longer ours (this node was reaped): kill, record nothing."""
     waiting: bool = False
     """The task is only sleeping before a restart, so cancelling it is harmless."""
     given_up: bool = False
@@ -56,9 +73,14 @@ class _Slot:
 
 
 class ServiceSupervisor:
-    """Runs the services among ``services`` (tasks in that dict are ignored).
+    """Runs the instances of the services among ``services`` whose slots this node holds.
 
-    ``sleep`` waits between an instance's death and its replacement; tests inject a fake.
+    Slots live in the ``SlotLedger`` every node shares: ``sync`` claims free slots (up to
+    a fair share of the live nodes, more when nobody else takes them), starts an instance
+    in each slot it holds, and carries out the stop and restart commands given to a
+    service from any node. ``node`` names this node (it changes when the node rejoins);
+    ``live_nodes`` counts the live nodes. ``sleep`` waits between an instance's death and
+    its replacement; tests inject a fake.
     """
 
     def __init__(
@@ -68,6 +90,9 @@ class ServiceSupervisor:
         executor: Executor,
         clock: Clock,
         services: dict[str, TaskSpec],
+        ledger: SlotLedger,
+        node: Callable[[], str],
+        live_nodes: Callable[[], int] = lambda: 1,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._repo = repo
@@ -75,53 +100,151 @@ class ServiceSupervisor:
         self._executor = executor
         self._clock = clock
         self._services = {name: spec for name, spec in services.items() if spec.is_service}
+        self._ledger = ledger
+        self._node = node
+        self._live_nodes = live_nodes
         self._sleep = sleep
-        self._slots: dict[str, list[_Slot]] = {name: [] for name in self._services}
-        self._locks = {name: asyncio.Lock() for name in self._services}
+        self._held: dict[tuple[str, int], _Slot] = {}
+        self._sync_lock = asyncio.Lock()
+        self._commands: set[asyncio.Task[None]] = set()
         self._closing = False
 
     async def start(self) -> None:
-        """Start every instance of every service; return once each has started or failed."""
-        for name in self._services:
-            self._launch(name)
-        await self._launched(*self._services)
+        """Create the slots, claim this node's share, start their instances; return once
+        each has started or failed to."""
+        await self._ledger.sync({name: spec.instances for name, spec in self._services.items()})
+        await self.sync()
+        await asyncio.gather(*(slot.launched.wait() for slot in list(self._held.values())))
 
     async def stop(self) -> None:
-        """Stop every instance (``stop_signal``, SIGKILL after ``graceful_stop``).
-
-        Their runs are recorded ``stopped``; when this returns no slot task is left.
-        """
+        """Stop every instance this node runs (``stop_signal``, SIGKILL after
+        ``graceful_stop``). Their runs are recorded ``stopped``; when this returns no slot
+        task is left. The slots stay held until the node leaves."""
         self._closing = True
-        slots = [slot for slots in self._slots.values() for slot in slots]
+        await asyncio.gather(*list(self._commands), return_exceptions=True)
+        slots = list(self._held.values())
         await asyncio.gather(*(self._stop_slot(s) for s in slots), return_exceptions=True)
+        self._held.clear()
 
-    async def restart(self, name: str) -> None:
-        """Stop all instances of ``name`` and start them again with fresh failure counts.
+    async def abandon(self) -> None:
+        """This node was reaped: kill every instance at once and record nothing. The
+        slots belong to the cluster again; a later ``sync`` claims afresh."""
+        slots = list(self._held.values())
+        self._held.clear()
+        await asyncio.gather(*(self._abandon(s) for s in slots), return_exceptions=True)
 
-        Returns once the new instances have started (or failed to). Raises
-        :class:`TaskNotFound` if no service has that name.
-        """
-        self._require(name)
-        async with self._locks[name]:
-            await self._stop_slots(name)
-            self._launch(name)
-            await self._launched(name)
+    async def restart(self, name: str, wait: float = 30.0) -> None:
+        """Stop all instances of ``name``, on every node, and start them again with fresh
+        failure counts. Returns once every slot's holder has done so (at most ``wait``
+        seconds). Raises :class:`TaskNotFound` if no service has that name."""
+        await self._command(name, stop=False, wait=wait)
 
-    async def stop_service(self, name: str) -> None:
-        """Stop all instances of ``name``; they stay stopped until ``restart(name)``."""
-        self._require(name)
-        async with self._locks[name]:
-            await self._stop_slots(name)
+    async def stop_service(self, name: str, wait: float = 30.0) -> None:
+        """Stop all instances of ``name`` on every node; they stay stopped until
+        ``restart(name)``."""
+        await self._command(name, stop=True, wait=wait)
 
     def instances(self, name: str) -> list[Run]:
-        """The active runs of ``name``'s instances, by ``replica_index``, as last recorded."""
+        """The active runs of ``name``'s instances on this node, by ``replica_index``."""
         self._require(name)
-        return [slot.run for slot in self._slots[name] if slot.run is not None]
+        slots = sorted(
+            (s for (svc, _), s in self._held.items() if svc == name), key=lambda s: s.index
+        )
+        return [slot.run for slot in slots if slot.run is not None]
 
     def given_up(self, name: str) -> list[int]:
-        """Replica indexes of ``name`` left empty after ``start_retries`` fast failures."""
+        """Replica indexes of ``name`` held here and left empty after ``start_retries``
+        fast failures."""
         self._require(name)
-        return [slot.index for slot in self._slots[name] if slot.given_up]
+        return sorted(s.index for (svc, _), s in self._held.items() if svc == name and s.given_up)
+
+    async def sync(self) -> None:
+        """Bring this node's instances in line with the ledger (see the class doc)."""
+        async with self._sync_lock:
+            if self._closing or not self._services:
+                return
+            me = self._node()
+            rows = await self._ledger.slots(self._services)
+            mine = {(r.service, r.index): r for r in rows if r.node_id == me}
+            for key in [k for k in self._held if k not in mine]:
+                # Reaped meanwhile (we were presumed dead): a survivor owns it now.
+                log.warning("service %s[%d]: slot taken over by another node", *key)
+                self._spawn(self._abandon(self._held.pop(key)))
+            for key, row in mine.items():
+                slot = self._held.get(key)
+                if slot is None:
+                    await self._take(row)
+                elif row.generation > slot.generation:
+                    slot.generation = row.generation
+                    self._spawn(self._carry_out(slot, row))
+            await self._claim(rows, me)
+
+    async def _claim(self, rows: Sequence[SlotRecord], me: str) -> None:
+        for name, spec in self._services.items():
+            own = [r for r in rows if r.service == name]
+            free = [r for r in own if r.node_id is None and r.state is SlotState.WANTED]
+            count = slots_to_claim(
+                instances=spec.instances,
+                live_nodes=self._live_nodes(),
+                owned=sum(1 for r in own if r.node_id == me),
+                free=len(free),
+                free_for=max((r.free_for for r in free), default=0.0),
+                patience=CLAIM_PATIENCE,
+            )
+            for row in await self._ledger.claim(me, name, count):
+                await self._take(row)
+
+    async def _take(self, row: SlotRecord) -> None:
+        """Start keeping a slot this node holds."""
+        slot = _Slot(self._services[row.service], row.index, generation=row.generation)
+        self._held[(row.service, row.index)] = slot
+        if row.state is SlotState.GIVEN_UP:
+            slot.given_up = True
+            slot.launched.set()
+        elif row.state is SlotState.STOPPED:
+            self._held.pop((row.service, row.index))
+            await self._ledger.settle(
+                self._node(), row.service, row.index, generation=row.generation, release=True
+            )
+        else:
+            self._launch(slot)
+
+    async def _carry_out(self, slot: _Slot, row: SlotRecord) -> None:
+        """Apply a stop or restart command to a slot this node runs."""
+        key = (row.service, row.index)
+        await self._stop_slot(slot)
+        me = self._node()
+        if row.state is SlotState.STOPPED or self._closing:
+            if self._held.get(key) is slot:
+                del self._held[key]
+            await self._ledger.settle(me, *key, generation=row.generation, release=True)
+            return
+        fresh = _Slot(slot.service, slot.index, generation=row.generation)
+        self._held[key] = fresh
+        self._launch(fresh)
+        await fresh.launched.wait()
+        await self._ledger.settle(me, *key, generation=row.generation)
+
+    async def _command(self, name: str, *, stop: bool, wait: float) -> None:
+        self._require(name)
+        generation = await self._ledger.command(name, stop=stop)
+        await self.sync()
+        deadline = self._clock.monotonic() + wait
+        while not await self._ledger.settled(name, generation):
+            if self._clock.monotonic() >= deadline:
+                log.warning("service %s: not every node confirmed the command yet", name)
+                return
+            await asyncio.sleep(COMMAND_POLL)
+        # Slots that were free were claimed afresh (by this node too): wait for ours.
+        mine = [s.launched.wait() for (svc, _), s in self._held.items() if svc == name]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(deadline - self._clock.monotonic(), 0.1)):
+                await asyncio.gather(*mine)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
 
     def _require(self, name: str) -> TaskSpec:
         try:
@@ -129,22 +252,13 @@ class ServiceSupervisor:
         except KeyError:
             raise TaskNotFound(name) from None
 
-    def _launch(self, name: str) -> None:
+    def _launch(self, slot: _Slot) -> None:
         if self._closing:
+            slot.launched.set()
             return
-        service = self._services[name]
         loop = asyncio.get_running_loop()
-        self._slots[name] = [_Slot(service, i) for i in range(service.instances)]
-        for slot in self._slots[name]:
-            slot.task = loop.create_task(self._keep(slot), name=f"service {name}[{slot.index}]")
-
-    async def _launched(self, *names: str) -> None:
-        events = [slot.launched.wait() for name in names for slot in self._slots[name]]
-        await asyncio.gather(*events)
-
-    async def _stop_slots(self, name: str) -> None:
-        slots = self._slots[name]
-        await asyncio.gather(*(self._stop_slot(s) for s in slots), return_exceptions=True)
+        name = f"service {slot.service.name}[{slot.index}]"
+        slot.task = loop.create_task(self._keep(slot), name=name)
 
     async def _stop_slot(self, slot: _Slot) -> None:
         slot.stopping = True
@@ -156,6 +270,16 @@ class ServiceSupervisor:
             await self._terminate(slot)
         # The slot's own task records the end; wait for it (a cancelled one ends quietly).
         await asyncio.gather(slot.task, return_exceptions=True)
+
+    async def _abandon(self, slot: _Slot) -> None:
+        slot.abandoned = slot.stopping = True
+        process = slot.process
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                await process.terminate("SIGKILL", 0.0)
+        if slot.task is not None:
+            slot.task.cancel()
+            await asyncio.gather(slot.task, return_exceptions=True)
 
     async def _keep(self, slot: _Slot) -> None:
         """The slot's life: start an instance, wait for it, replace it, until stopped."""
@@ -187,8 +311,12 @@ class ServiceSupervisor:
             created_at=now,
             triggered_by=TriggeredBy.API,
             replica_index=slot.index,
+            node_id=self._node(),
         )
-        await self._repo.add(run)
+        if not await self._ledger.record_instance(run):
+            # The slot is no longer ours (or the service was stopped): leave it.
+            slot.stopping = True
+            return None
         slot.run = run
         if slot.stopping:
             await self._record_end(slot, EndReason.STOPPED, EXIT_NOT_EXECUTED)
@@ -251,6 +379,7 @@ class ServiceSupervisor:
             # start_retries = 0 cannot mean "give up before the first death".
             if slot.fast_failures >= max(service.start_retries, 1):
                 slot.given_up = True
+                self._spawn(self._give_up(slot))
                 log.warning(
                     "service %s[%d] died %d times in a row within %gs (last exit %d); "
                     "its slot stays empty until the service is restarted",
@@ -264,9 +393,20 @@ class ServiceSupervisor:
         log.info("service %s[%d] exited %d; replacing it in %gs", *_name(slot), code, delay)
         return delay
 
+    async def _give_up(self, slot: _Slot) -> None:
+        with contextlib.suppress(Exception):  # the slot stays empty here either way
+            await self._ledger.settle(
+                self._node(),
+                slot.service.name,
+                slot.index,
+                generation=slot.generation,
+                state=SlotState.GIVEN_UP,
+            )
+
     async def _record_end(self, slot: _Slot, reason: EndReason, code: int) -> None:
         run = slot.run
-        if run is None:
+        if run is None or slot.abandoned:
+            slot.run = None
             return
         try:
             await services.end_run(self._repo, run, reason, self._clock.now(), code)
@@ -280,6 +420,7 @@ class ServiceSupervisor:
             "RUNWARDEN_RUN_ID": run.id,
             "RUNWARDEN_TASK": service.name,
             "RUNWARDEN_REPLICA": str(slot.index),
+            "RUNWARDEN_NODE_ID": run.node_id or "",
         }
         return ProcessSpec(
             command=service.run, shell=service.shell, env=env, working_dir=service.working_dir

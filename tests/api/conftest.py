@@ -13,9 +13,11 @@ from adapters.postgres.embedded import run_coroutine
 from tests.api.test_list_runs import make_runs
 from tests.support.daemon import DaemonProcess, start_daemon
 
+# The seeded history is of tasks this daemon does not run: a node takes over pending runs
+# nobody holds of the tasks it runs, which would change the history under the tests.
 LISTING_CONFIG = """
-[tasks.alpha]
-run = "echo alpha"
+[tasks.gamma]
+run = "echo gamma"
 """
 
 COLUMNS = [

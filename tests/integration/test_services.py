@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import psutil
@@ -18,9 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import SystemClock
 from adapters.executor import SubprocessExecutor
+from adapters.postgres.cluster import PostgresCluster
 from adapters.postgres.logs import PostgresLogStore
 from adapters.postgres.runs import PostgresRunRepository
+from adapters.postgres.slots import PostgresSlots
 from app.runtime.supervisor import ServiceSupervisor
+from domain.cluster import NodeInfo
 from domain.listing import RunQuery
 from domain.run import EndReason, Run, RunStatus
 from domain.tasks import TaskKind, TaskSpec
@@ -41,8 +45,13 @@ def repo(engine: AsyncEngine) -> PostgresRunRepository:
 async def make_supervisor(
     engine: AsyncEngine, repo: PostgresRunRepository
 ) -> AsyncIterator[Callable[..., ServiceSupervisor]]:
-    """Supervisors stopped after the test, so no process outlives it even on failure."""
+    """Supervisors stopped after the test, so no process outlives it even on failure.
+
+    Each runs as the only node of a cluster on the test's database."""
     made: list[ServiceSupervisor] = []
+    node = NodeInfo(str(uuid.uuid4()), "host", os.getpid(), "boot", "test", "hash")
+    cluster = PostgresCluster(engine)
+    await cluster.register(node)
 
     def make(*specs: TaskSpec) -> ServiceSupervisor:
         made.append(
@@ -52,6 +61,8 @@ async def make_supervisor(
                 SubprocessExecutor(drain_timeout=0.2),
                 SystemClock(),
                 {s.name: s for s in specs},
+                PostgresSlots(engine),
+                node=lambda: node.id,
             )
         )
         return made[-1]

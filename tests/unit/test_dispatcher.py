@@ -209,3 +209,46 @@ async def test_a_longer_run_gets_its_pid_written_while_it_runs(make_world) -> No
     await eventually(pid_written)
     assert await world.status(run) is RunStatus.RUNNING
     process.finish(0)
+
+
+async def test_a_run_of_another_node_is_stopped_through_its_owner(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="work"))
+    asked: list[str] = []
+
+    async def stop_elsewhere(run: Run) -> None:
+        asked.append(run.id)
+
+    world.dispatcher = Dispatcher(
+        world.repo, world.logs, world.executor, world.clock, world.tasks,
+        node=lambda: "node-a", stop_elsewhere=stop_elsewhere,
+    )  # fmt: skip
+    admitted, _ = await services.trigger_run(world.repo, world.clock, world.tasks["t"])
+    elsewhere = admitted.run  # recorded, but queued by no dispatcher of this node
+    await world.dispatcher.stop(elsewhere)
+    assert asked == [elsewhere.id]
+    assert await world.status(elsewhere) is RunStatus.PENDING  # not settled behind its back
+
+
+async def test_a_claim_records_this_node_as_the_owner(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="work"))
+    world.dispatcher = Dispatcher(
+        world.repo, world.logs, world.executor, world.clock, world.tasks, node=lambda: "node-a"
+    )
+    run = await world.trigger("t")
+    stored = await world.stored(run)
+    assert (stored.status, stored.node_id) == (RunStatus.RUNNING, "node-a")
+    assert world.executor.started[0].spec.env["RUNWARDEN_NODE_ID"] == "node-a"
+
+
+async def test_an_abandoned_run_is_killed_and_nothing_is_recorded(make_world) -> None:
+    world = make_world(TaskSpec(name="t", run="work", max_concurrent=1))
+    running = await world.trigger("t")
+    queued = await world.trigger("t")
+    await world.dispatcher.abandon()
+    await settle()
+    assert world.executor.started[0].signals == ["SIGKILL"]
+    # The survivor that reaped this node records these runs; this node writes nothing.
+    assert await world.status(running) is RunStatus.RUNNING
+    assert await world.status(queued) is RunStatus.PENDING
+    assert world.dispatcher.queued_count() == 0
+    assert len(world.executor.started) == 1

@@ -18,7 +18,9 @@ from adapters.memory import (
     InMemoryProcess,
     InMemoryRunRepository,
 )
+from adapters.memory_cluster import InMemoryCluster
 from app.runtime.supervisor import ServiceSupervisor
+from domain.cluster import NodeInfo
 from domain.errors import TaskNotFound
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import Backoff, TaskKind, TaskSpec
@@ -42,6 +44,9 @@ def service(name: str = "web", **options: object) -> TaskSpec:
     return TaskSpec(name=name, run="serve", kind=TaskKind.SERVICE, **options)  # type: ignore[arg-type]
 
 
+NODE = NodeInfo("7a4f3c1e-0000-4000-8000-000000000001", "host", 1, "boot", "test", "hash")
+
+
 class World:
     def __init__(self, *specs: TaskSpec) -> None:
         self.repo = InMemoryRunRepository()
@@ -49,14 +54,22 @@ class World:
         self.clock = FakeClock()
         self.executor = InMemoryExecutor()
         self.sleep = FakeSleep()
+        self.cluster = InMemoryCluster(self.repo, self.clock)
         self.supervisor = ServiceSupervisor(
             self.repo,
             self.logs,
             self.executor,
             self.clock,
             {s.name: s for s in specs},
+            self.cluster,
+            node=lambda: NODE.id,
             sleep=self.sleep,
         )
+
+    async def start(self) -> None:
+        """Join as the only node, then start the supervisor."""
+        await self.cluster.register(NODE)
+        await self.supervisor.start()
 
     def runs(self, replica: int | None = None) -> list[Run]:
         runs = sorted(self.repo.runs.values(), key=lambda r: r.id)
@@ -80,7 +93,7 @@ async def make_world() -> AsyncIterator[Callable[..., Awaitable[World]]]:
 
     async def make(*specs: TaskSpec) -> World:
         made.append(World(*specs))
-        await made[-1].supervisor.start()
+        await made[-1].start()
         return made[-1]
 
     yield make
@@ -142,7 +155,7 @@ async def test_an_instance_that_exits_zero_ends_success_and_is_still_replaced(ma
 async def test_restart_delays_double_up_to_a_minute(make_world) -> None:
     world = World(service(restart_delay=1.0, start_retries=10))
     world.executor.exit_at_once = 1
-    await world.supervisor.start()
+    await world.start()
     await eventually(lambda: world.supervisor.given_up("web") == [0])
     assert world.sleep.delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
     await world.supervisor.stop()
@@ -151,7 +164,7 @@ async def test_restart_delays_double_up_to_a_minute(make_world) -> None:
 async def test_linear_backoff_grows_by_the_base_delay(make_world) -> None:
     world = World(service(restart_delay=0.5, restart_backoff=Backoff.LINEAR, start_retries=4))
     world.executor.exit_at_once = 1
-    await world.supervisor.start()
+    await world.start()
     await eventually(lambda: world.supervisor.given_up("web") == [0])
     assert world.sleep.delays == [0.5, 1.0, 1.5]
     await world.supervisor.stop()
@@ -206,7 +219,7 @@ async def test_start_retries_fast_failures_in_a_row_leave_the_slot_empty(
 async def test_an_instance_that_cannot_start_counts_as_a_fast_failure(make_world) -> None:
     world = World(service(start_retries=2))
     world.executor.refuse = "cannot start: shell /nope does not exist"
-    await world.supervisor.start()
+    await world.start()
     await eventually(lambda: world.supervisor.given_up("web") == [0])
     runs = world.runs()
     assert [(r.end_reason, r.exit_code) for r in runs] == [(EndReason.FAILED, -1)] * 2
@@ -217,7 +230,7 @@ async def test_an_instance_that_cannot_start_counts_as_a_fast_failure(make_world
 
 async def test_stop_records_every_instance_stopped_and_leaves_no_task(make_world) -> None:
     world = World(service(instances=2, stop_signal="SIGINT"))
-    await world.supervisor.start()
+    await world.start()
     world.sleep.hold = True
     world.process_of(world.supervisor.instances("web")[1]).finish(1)
     await eventually(lambda: world.sleep.delays == [1.0])
