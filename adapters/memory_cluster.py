@@ -68,11 +68,15 @@ class InMemoryCluster(ClusterStore, SlotLedger):
             raise ValueError(f"node {node.id} is already registered")
         self.nodes_by_id[node.id] = _Node(node, now, now)
 
-    async def heartbeat(self, node_id: str, lease: float) -> Heartbeat | None:
+    async def heartbeat(
+        self, node_id: str, lease: float, config_hash: str | None = None
+    ) -> Heartbeat | None:
         me = self.nodes_by_id.get(node_id)
         if me is None or me.state is not NodeState.UP:
             return None
         me.heartbeat_at = self.clock.now()
+        if config_hash is not None:
+            me.info = dataclasses.replace(me.info, config_hash=config_hash)
         live = [n for n in self.nodes_by_id.values() if self._alive(n, lease)]
         peers = sum(1 for n in live if n.info.id != node_id)
         return Heartbeat(peers, frozenset(n.info.config_hash for n in live))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from adapters.postgres.events import PostgresRunEvents
 from adapters.postgres.logs import PostgresLogStore
 from adapters.postgres.runs import PostgresRunRepository
 from adapters.postgres.slots import PostgresSlots
-from app.config import Config
+from app.config import Config, ConfigError
 from app.controllers import ROUTE_HANDLERS
 from app.daemon import Daemon
 from app.errors import EXCEPTION_HANDLERS
@@ -74,6 +75,23 @@ async def database(database_url: str | None, data_dir: Path) -> AsyncIterator[st
         await asyncio.to_thread(embedded.stop)
 
 
+_reloads: set[asyncio.Task[None]] = set()
+
+
+def _reload_on_hangup(daemon: Daemon) -> None:
+    async def reload() -> None:
+        try:
+            await daemon.reload_file()
+        except ConfigError:
+            pass  # logged with every problem; the daemon goes on with what it had
+        except Exception:
+            log.exception("reloading the config failed")
+
+    task = asyncio.get_running_loop().create_task(reload())
+    _reloads.add(task)
+    task.add_done_callback(_reloads.discard)
+
+
 def create_app(settings: Settings) -> Litestar:
     """Build the app; its lifespan starts the database, the dispatcher and the cron loop."""
 
@@ -111,6 +129,10 @@ def create_app(settings: Settings) -> Litestar:
             app.state.run_events = run_events
             await daemon.start()
             parts.push_async_callback(daemon.stop)
+            # SIGHUP re-reads the config file, as daemons conventionally do.
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, _reload_on_hangup, daemon)
+            parts.callback(loop.remove_signal_handler, signal.SIGHUP)
             app.state.daemon = daemon
             app.state.engine = engine
             app.state.database_url = url

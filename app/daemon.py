@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.config import Config
+from app.config import Config, ConfigError, load_config
 from app.runtime.dispatcher import Dispatcher
 from app.runtime.membership import ClusterTiming, Membership
 from app.runtime.resilience import durably
@@ -40,6 +40,16 @@ STOP_WAIT_MARGIN = 5.0
 node waits for the end to be recorded."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """What a reload changed, by task or service name."""
+
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+    config_hash: str
+
+
 @dataclass
 class Daemon:
     """Owns this node's dispatcher, supervisor, cron loop and cluster duties."""
@@ -66,6 +76,7 @@ class Daemon:
     _loops: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _heartbeats: asyncio.Task[None] | None = field(default=None, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _reloading: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.membership = Membership(
@@ -128,7 +139,9 @@ class Daemon:
             self._cron_loop,
             loop.create_task(self._duties_loop()),
             loop.create_task(
-                retention_loop(self.repo, self.clock, self.tasks, may_run=self._lead_retention)
+                retention_loop(
+                    self.repo, self.clock, lambda: self.tasks, may_run=self._lead_retention
+                )
             ),
         ]
 
@@ -159,6 +172,59 @@ class Daemon:
             self.dispatcher.stop_here(str(body.get("run")))
         elif op == "slots":
             self._wake.set()
+
+    async def reload_file(self) -> Reloaded:
+        """Re-read the config file this daemon was started with and apply it.
+
+        Raises :class:`ConfigError` listing every problem when the file is not valid; then
+        nothing changes.
+        """
+        try:
+            config = await asyncio.to_thread(load_config, self.config.path)
+        except ConfigError as error:
+            log.error("config not reloaded, the file has problems:\n%s", error)
+            raise
+        return await self.reload(config)
+
+    async def reload(self, config: Config) -> Reloaded:
+        """Apply a re-read configuration on this node, without stopping anything that runs.
+
+        New tasks start scheduling; removed tasks get no new runs (their queued runs end
+        ``skipped``, running ones finish, their history stays); changed tasks use the new
+        definition from their next run; services scale to their ``instances`` and restart
+        one instance at a time where their process changed.
+        """
+        async with self._reloading:
+            old = self.config.tasks
+            report = Reloaded(
+                added=sorted(set(config.tasks) - set(old)),
+                removed=sorted(set(old) - set(config.tasks)),
+                changed=sorted(n for n in config.tasks if n in old and config.tasks[n] != old[n]),
+                config_hash=config.config_hash,
+            )
+            self.config = config
+            self.membership.config_hash = config.config_hash
+            now = self.clock.now()
+            for run in self.dispatcher.reconfigure(config.tasks):
+                await durably(
+                    lambda run=run: services.end_run(self.repo, run, EndReason.SKIPPED, now),  # type: ignore[misc]
+                    what=f"ending queued run {run.id} of a removed task",
+                )
+            for name in self.scheduler.reconfigure(config.tasks):
+                await durably(
+                    lambda name=name: self.repo.save_last_tick(name, now),  # type: ignore[misc]
+                    what=f"recording cron state of {name}",
+                )
+            await self.supervisor.reconfigure(config.tasks)
+            self._wake.set()
+        log.info(
+            "config reloaded (hash %s): added %s, removed %s, changed %s",
+            report.config_hash,
+            report.added or "none",
+            report.removed or "none",
+            report.changed or "none",
+        )
+        return report
 
     async def nodes(self) -> Sequence[NodeStatus]:
         """Every node of the cluster, judged alive on the database's clock."""

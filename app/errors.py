@@ -11,6 +11,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from msgspec import UNSET
 
+from app.config import ConfigError
 from app.schemas import ErrorDetail, ErrorModel
 from app.security import REQUEST_ID
 from app.urls import schema_url
@@ -160,6 +161,20 @@ def http_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return problem(request, status, detail, headers=dict(exc.headers or {}) or None)
 
 
+def config_problem(request: Request[Any, Any, Any], exc: ConfigError) -> Response[bytes]:
+    """A config file that cannot be loaded (a reload): every problem, as ``validate``."""
+    errors = [
+        ErrorDetail(
+            location=".".join(p for p in ("config", item.table, item.key) if p),
+            message=f"{item.message}; {item.hint}" if item.hint else item.message,
+            value=str(item),
+        )
+        for item in exc.problems
+    ]
+    detail = f"the config file has {len(errors)} problem(s); nothing was changed"
+    return problem(request, 422, detail, errors=errors)
+
+
 def controller_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:
     return problem(request, exc.status, exc.detail, **exc.extra)
 
@@ -179,6 +194,7 @@ def internal_problem(request: Request[Any, Any, Any], exc: Exception) -> Respons
 
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     ProblemError: controller_problem,
+    ConfigError: config_problem,
     DomainError: domain_problem,
     HTTPException: http_problem,
     Exception: internal_problem,

@@ -234,6 +234,17 @@ class Node(msgspec.Struct, kw_only=True):
     ]
 
 
+class ReloadBody(msgspec.Struct, kw_only=True):
+    """What a reload of the config file changed on the node that received it."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    message: str
+    config_hash: Annotated[str, msgspec.Meta(description="Hash of the config now loaded")]
+    added: Annotated[list[str], msgspec.Meta(description="Tasks and services new to it")]
+    removed: Annotated[list[str], msgspec.Meta(description="No longer configured")]
+    changed: Annotated[list[str], msgspec.Meta(description="Configured differently")]
+
+
 class NodesBody(msgspec.Struct, kw_only=True):
     """The nodes of the cluster, oldest first."""
 
@@ -242,7 +253,7 @@ class NodesBody(msgspec.Struct, kw_only=True):
 
 
 WIRE_TYPES.update(
-    {cls.__name__: cls for cls in (RunsSummaryBody, TaskBrief, Info, Node, NodesBody)}
+    {cls.__name__: cls for cls in (RunsSummaryBody, TaskBrief, Info, Node, NodesBody, ReloadBody)}
 )
 
 

@@ -44,7 +44,8 @@ _REGISTER = sa.text(
 _HEARTBEAT = sa.text(
     """
     WITH me AS (
-        UPDATE nodes SET heartbeat_at = now() WHERE id = :id AND state = 'up' RETURNING id
+        UPDATE nodes SET heartbeat_at = now(), config_hash = coalesce(:hash, config_hash)
+         WHERE id = :id AND state = 'up' RETURNING id
     )
     SELECT count(*) FILTER (WHERE n.id <> :id) AS peers,
            array_agg(DISTINCT n.config_hash) AS hashes
@@ -198,10 +199,13 @@ class PostgresCluster(ClusterStore):
         async with autocommit(self._engine) as conn:
             await conn.execute(_REGISTER, params)
 
-    async def heartbeat(self, node_id: str, lease: float) -> Heartbeat | None:
+    async def heartbeat(
+        self, node_id: str, lease: float, config_hash: str | None = None
+    ) -> Heartbeat | None:
         """Renew the lease; None if the node was reaped (its row is dead or gone)."""
+        params = {"id": node_id, "lease": lease, "hash": config_hash}
         async with autocommit(self._engine) as conn:
-            row = (await conn.execute(_HEARTBEAT, {"id": node_id, "lease": lease})).mappings().one()
+            row = (await conn.execute(_HEARTBEAT, params)).mappings().one()
         if row["hashes"] is None:  # no row of ours was renewed
             return None
         return Heartbeat(peers=int(row["peers"]), config_hashes=frozenset(row["hashes"]))

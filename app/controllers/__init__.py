@@ -6,7 +6,7 @@ from typing import Any
 
 from app.controllers.events import RunEventController
 from app.controllers.logs import LogController
-from app.controllers.ops import info, metrics, nodes
+from app.controllers.ops import info, metrics, nodes, reload
 from app.controllers.runs import RunController
 from app.controllers.system import health, json_schema, openapi_document, ready
 from app.controllers.tasks import TaskController
@@ -18,6 +18,7 @@ ROUTE_HANDLERS: list[Any] = [
     TaskController,
     info,
     nodes,
+    reload,
     metrics,
     health,
     ready,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from msgspec import UNSET
@@ -84,6 +84,35 @@ async def nodes(
             )
             for node in await daemon.nodes()
         ],
+    )
+
+
+@post(
+    "/api/reload",
+    operation_id="reload-config",
+    summary="Re-read the config file",
+    description="Re-reads the config file on this node (in a cluster, only this one: reload "
+    "each node; `GET /api/nodes` shows each node's config hash). New tasks start "
+    "scheduling; removed tasks get no new runs while their running runs finish; changed "
+    "tasks use the new definition from their next run; services scale to `instances` and "
+    "restart one instance at a time where their command changed. An invalid file changes "
+    "nothing: 422 with every problem in `errors`.",
+    tags=["system"],
+    status_code=200,
+    responses=api_problems(422),
+)
+async def reload(
+    request: Request[Any, Any, Any], daemon: NamedDependency[Daemon]
+) -> schemas.ReloadBody:
+    """Reload the config file; what changed."""
+    done = await daemon.reload_file()
+    return schemas.ReloadBody(
+        schema=schema_url(request, "ReloadBody"),
+        message=f"config reloaded from {daemon.config.path}",
+        config_hash=done.config_hash,
+        added=done.added,
+        removed=done.removed,
+        changed=done.changed,
     )
 
 

@@ -192,8 +192,24 @@ class Dispatcher:
         self._workers.add(worker)
         worker.add_done_callback(self._workers.discard)
 
+    def reconfigure(self, tasks: dict[str, TaskSpec]) -> list[Run]:
+        """Take a reloaded configuration. New tasks get a queue; changed tasks start their
+        next runs with the new definition (running ones keep the one they started with);
+        the queued runs of removed tasks are taken out and returned, for the caller to end.
+        """
+        self._tasks = tasks
+        dropped: list[Run] = []
+        for name in [n for n in self._queues if n not in tasks]:
+            dropped.extend(self._queues.pop(name))
+            if (handle := self._wakeups.pop(name, None)) is not None:
+                handle.cancel()
+        for name in tasks:
+            self._queues.setdefault(name, deque())
+            self._pump(name)  # a raised max_concurrent may free slots at once
+        return dropped
+
     def _pump(self, task_name: str) -> None:
-        if self._closing:
+        if self._closing or task_name not in self._tasks:
             return
         task = self._tasks[task_name]
         queue = self._queues[task_name]

@@ -87,7 +87,8 @@ class Membership:
         self.timing = timing
         self._executor = executor
         self._version = version
-        self._config_hash = config_hash
+        self.config_hash = config_hash
+        """Published with every heartbeat; a reload changes it."""
         self._pid_alive = alive
         self._pid = os.getpid() if pid is None else pid
         self.node_id = ""
@@ -109,7 +110,7 @@ class Membership:
             pid=self._pid,
             boot_id=boot_id(),
             version=self._version,
-            config_hash=self._config_hash,
+            config_hash=self.config_hash,
         )
 
     async def join(self, tasks: Mapping[str, TaskSpec]) -> Reaped:
@@ -139,9 +140,7 @@ class Membership:
             if killed:
                 log.warning("killed %d processes left by a daemon that died", killed)
         reaped = await durably(
-            lambda: self._store.reap(
-                me.id, self.timing.lease, tasks, forced, settle_unowned=True
-            ),
+            lambda: self._store.reap(me.id, self.timing.lease, tasks, forced, settle_unowned=True),
             what="settling dead daemons",
         )
         log.info("node %s joined the cluster (%d other live nodes)", me.id, self.peers)
@@ -159,7 +158,9 @@ class Membership:
         renewed = None
         try:
             async with asyncio.timeout(max(self.timing.heartbeat, 0.5)):
-                renewed = await self._store.heartbeat(self.node_id, self.timing.lease)
+                renewed = await self._store.heartbeat(
+                    self.node_id, self.timing.lease, self.config_hash
+                )
         except (StoreUnavailable, TimeoutError) as error:
             reached = False
             if since < self.timing.heartbeat * 1.5:
@@ -201,7 +202,7 @@ class Membership:
                 "live nodes run different configs (hashes %s; this node %s): tasks unknown "
                 "to a node are never run by it",
                 ", ".join(sorted(hashes)),
-                self._config_hash,
+                self.config_hash,
             )
         self._drift_seen = hashes
 

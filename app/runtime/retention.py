@@ -44,18 +44,19 @@ async def _always() -> bool:
 async def retention_loop(
     repo: RunRepository,
     clock: Clock,
-    tasks: dict[str, TaskSpec],
+    tasks: Callable[[], dict[str, TaskSpec]],
     may_run: Callable[[], Awaitable[bool]] = _always,
 ) -> None:
     """Prune now and then every ``INTERVAL`` seconds, until cancelled.
 
-    ``may_run`` is asked before each pass (one node of a cluster holds the duty)."""
+    ``tasks`` gives the configured tasks of the moment (a reload changes them); ``may_run``
+    is asked before each pass (one node of a cluster holds the duty)."""
     while True:
         try:
             if not await may_run():
                 await asyncio.sleep(INTERVAL)
                 continue
-            removed = await prune_once(repo, clock, tasks)
+            removed = await prune_once(repo, clock, tasks())
             if removed:
                 log.info("retention removed %d old runs", removed)
         except Exception:

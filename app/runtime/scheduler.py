@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -61,7 +62,37 @@ class CronScheduler:
         self._ahead: dict[str, Iterator[datetime]] = {}
         self._after: dict[str, datetime] = {}
         self._failing: set[str] = set()
+        self._changed = asyncio.Event()
         self.heartbeat: datetime | None = None
+
+    def reconfigure(self, tasks: dict[str, TaskSpec]) -> list[str]:
+        """Take a reloaded configuration; returns the names of tasks new to the schedule.
+
+        New tasks start from now (a brand-new task never catches up; the caller records
+        that with ``save_last_tick``), changed schedules are walked afresh from the last
+        tick handled, removed tasks are forgotten.
+        """
+        now = self._clock.now()
+        wanted = {n: t for n, t in tasks.items() if t.cron and not t.is_service}
+        added = []
+        for name in [n for n in self._tasks if n not in wanted]:
+            self._schedules.pop(name, None)
+            self._last_seen.pop(name, None)
+            self._next.pop(name, None)
+            self._ahead.pop(name, None)
+            self._after.pop(name, None)
+        for name, task in wanted.items():
+            old = self._tasks.get(name)
+            if old is not None and (old.cron, old.timezone) == (task.cron, task.timezone):
+                continue
+            self._schedules[name] = Schedule.parse(task.cron or "", task.timezone)
+            self._after.pop(name, None)
+            if old is None:
+                added.append(name)
+            self._seen(name, self._last_seen.get(name, now))
+        self._tasks = wanted
+        self._changed.set()  # the loop may be asleep until a tick that is gone now
+        return added
 
     def next_run_at(self, task_name: str, after: datetime) -> datetime | None:
         schedule = self._schedules.get(task_name)
@@ -93,7 +124,10 @@ class CronScheduler:
             if self._next:
                 wait = min(wait, (min(self._next.values()) - self._clock.now()).total_seconds())
             # While the database is away the overdue ticks stay due: do not spin on them.
-            await asyncio.sleep(max(wait, 0.0 if recorded else RETRY_INTERVAL))
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(wait, 0.0 if recorded else RETRY_INTERVAL)):
+                    await self._changed.wait()
 
     async def fire_due(self, now: datetime) -> bool:
         """Record and dispatch the ticks due since the last look, per ``catch_up``.

@@ -133,6 +133,45 @@ class ServiceSupervisor:
         self._held.clear()
         await asyncio.gather(*(self._abandon(s) for s in slots), return_exceptions=True)
 
+    async def reconfigure(self, services: dict[str, TaskSpec]) -> None:
+        """Take a reloaded configuration (on this node).
+
+        A removed service, and slots beyond a lowered ``instances``, have their instances
+        stopped and their slots let go; a raised ``instances`` adds slots that ``sync``
+        fills. A service whose process changed (``run``, ``env``, ``working_dir``,
+        ``shell``) restarts its instances here one at a time, each waiting for the one
+        before to have started; other changes apply from each instance's next life.
+        """
+        old = self._services
+        new = {name: spec for name, spec in services.items() if spec.is_service}
+        async with self._sync_lock:
+            self._services = new
+            me = self._node()
+            for key, slot in sorted(self._held.items()):
+                spec = new.get(key[0])
+                if spec is None or key[1] >= spec.instances:
+                    del self._held[key]
+                    await self._stop_slot(slot)
+                    await self._ledger.settle(me, *key, generation=slot.generation, release=True)
+                else:
+                    slot.service = spec
+            counts = {name: spec.instances for name, spec in new.items()}
+            await self._ledger.sync({**dict.fromkeys(old, 0), **counts})
+            for name, spec in new.items():
+                if name in old and _process_of(old[name]) != _process_of(spec):
+                    await self._roll(name)
+        await self.sync()
+
+    async def _roll(self, name: str) -> None:
+        """Restart this node's instances of ``name`` one at a time."""
+        for key in sorted(k for k in self._held if k[0] == name):
+            slot = self._held[key]
+            await self._stop_slot(slot)
+            fresh = _Slot(slot.service, slot.index, generation=slot.generation)
+            self._held[key] = fresh
+            self._launch(fresh)
+            await fresh.launched.wait()
+
     async def restart(self, name: str, wait: float = 30.0) -> None:
         """Stop all instances of ``name``, on every node, and start them again with fresh
         failure counts. Returns once every slot's holder has done so (at most ``wait``
@@ -431,6 +470,11 @@ class ServiceSupervisor:
         if process is not None:
             with contextlib.suppress(ProcessLookupError):
                 await process.terminate(slot.service.stop_signal, slot.service.graceful_stop)
+
+
+def _process_of(spec: TaskSpec) -> tuple[object, ...]:
+    """What a running instance was started with: a change means restarting it."""
+    return (spec.run, tuple(sorted(spec.env.items())), spec.working_dir, spec.shell)
 
 
 def _name(slot: _Slot) -> tuple[str, int]:

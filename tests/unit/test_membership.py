@@ -24,10 +24,12 @@ class FlakyCluster(InMemoryCluster):
 
     reachable = True
 
-    async def heartbeat(self, node_id: str, lease: float) -> Heartbeat | None:
+    async def heartbeat(
+        self, node_id: str, lease: float, config_hash: str | None = None
+    ) -> Heartbeat | None:
         if not self.reachable:
             raise StoreUnavailable("cut off")
-        return await super().heartbeat(node_id, lease)
+        return await super().heartbeat(node_id, lease, config_hash)
 
 
 class World:
