@@ -11,10 +11,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+
+if TYPE_CHECKING:
+    from litestar.types import ExceptionHandlersMap
 
 from adapters.clock import SystemClock
 from adapters.executor import SubprocessExecutor
@@ -158,7 +162,7 @@ def create_app(settings: Settings) -> Litestar:
             "daemon": Provide(provide_daemon, sync_to_thread=False),
             "run_events": Provide(provide_run_events, sync_to_thread=False),
         },
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=cast("ExceptionHandlersMap", EXCEPTION_HANDLERS),
         lifespan=[lifespan],
         on_startup=[finalize_openapi],
         openapi_config=openapi_config(package_version(), settings.security.root_path),

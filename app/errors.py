@@ -141,8 +141,9 @@ def domain_problem(request: Request[Any, Any, Any], exc: DomainError) -> Respons
         return invalid_filter_problem(request, exc)
     status = next((s for t, s in _DOMAIN_STATUS.items() if isinstance(exc, t)), 400)
     headers = {"Retry-After": "5"} if status == 503 else None
-    extra = {"run_id": exc.run_id} if isinstance(exc, TriggerSkipped) else {}
-    return problem(request, status, str(exc), headers=headers, **extra)
+    if isinstance(exc, TriggerSkipped):
+        return problem(request, status, str(exc), headers=headers, run_id=exc.run_id)
+    return problem(request, status, str(exc), headers=headers)
 
 
 def http_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

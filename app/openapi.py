@@ -122,7 +122,7 @@ def finalize_document(document: OpenAPI) -> None:
     """
     _close_strict_bodies(document)
     schemes = document.components.security_schemes if document.components else None
-    requirement = [{name: []} for name in list(schemes or {})[:1]]
+    requirement: list[dict[str, list[str]]] = [{name: []} for name in list(schemes or {})[:1]]
     for path, item in (document.paths or {}).items():
         for method in _METHODS:
             operation: Operation | None = getattr(item, method)
@@ -136,7 +136,7 @@ def finalize_document(document: OpenAPI) -> None:
                 for status in API_STATUSES:
                     responses.setdefault(str(status), _problem_response(status))
                 if requirement and not operation.security:
-                    operation.security = requirement  # type: ignore[assignment]
+                    operation.security = requirement
             body = operation.request_body
             if isinstance(body, RequestBody) and _admits_null(body):
                 body.required = False

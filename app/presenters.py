@@ -89,7 +89,7 @@ def task_body(task: TaskSpec, schema: str, next_run_at: datetime | None) -> sche
     return schemas.Task(
         schema=schema,
         name=task.name,
-        kind=task.kind.value,  # type: ignore[arg-type]
+        kind=task.kind.value,
         run=task.run,
         description=_opt(task.description),
         group=_opt(task.group),
@@ -99,6 +99,6 @@ def task_body(task: TaskSpec, schema: str, next_run_at: datetime | None) -> sche
         working_dir=_opt(task.working_dir),
         api_trigger=task.api_trigger,
         max_concurrent=task.max_concurrent,
-        on_overlap=task.on_overlap.value,  # type: ignore[arg-type]
+        on_overlap=task.on_overlap.value,
         next_run_at=_optional_ts(next_run_at),
     )

@@ -14,10 +14,13 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import URL
+
+if TYPE_CHECKING:
+    from litestar.types import HTTPScope
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -37,7 +40,8 @@ def schema_url(connection: ASGIConnection[Any, Any, Any, Any], name: str) -> str
 
 def scope_base_url(scope: Mapping[str, Any]) -> str:
     """:func:`base_url` for code that has only the ASGI scope (middleware)."""
-    url = URL.from_scope({**scope, "path": "/", "query_string": b""})  # type: ignore[typeddict-item]
+    base = cast("HTTPScope", {**scope, "path": "/", "query_string": b""})
+    url = URL.from_scope(base)
     return str(url).rstrip("/")
 
 

@@ -42,7 +42,7 @@ async def info(request: Request[Any, Any, Any], daemon: NamedDependency[Daemon])
             schemas.TaskBrief(
                 schema=brief_schema,
                 name=task.name,
-                kind=task.kind.value,  # type: ignore[arg-type]
+                kind=task.kind.value,
                 cron=task.cron or UNSET,
                 next_run_at=presenters.timestamp(when)
                 if (when := daemon.next_run_at(task.name)) is not None

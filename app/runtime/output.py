@@ -383,7 +383,7 @@ class RunOutput(OutputSink):
     def _retry_delay(self) -> float:
         if not self._failures:
             return RETRY_FIRST
-        return min(RETRY_FIRST * 2 ** min(self._failures - 1, 16), RETRY_MAX)
+        return float(min(RETRY_FIRST * 2 ** min(self._failures - 1, 16), RETRY_MAX))
 
     async def _tick(self) -> None:
         while True:

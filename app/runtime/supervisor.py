@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.runtime.output import RunOutput
 from domain import policies, services
@@ -280,8 +281,8 @@ class ServiceSupervisor:
             async with asyncio.timeout(max(deadline - self._clock.monotonic(), 0.1)):
                 await asyncio.gather(*mine)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._commands.add(task)
         task.add_done_callback(self._commands.discard)
 
