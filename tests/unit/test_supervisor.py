@@ -6,6 +6,7 @@ Processes are fakes the test finishes; the restart sleep is a fake that records 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -296,3 +297,50 @@ async def test_a_cancelled_slot_kills_its_instance_and_records_it_stopped(make_w
     assert stored.end_reason is EndReason.STOPPED
     assert world.process_of(run).signals == ["SIGTERM"]
     assert len(world.runs()) == 1
+
+
+async def test_a_reload_scales_a_service_without_touching_the_instances_it_keeps(
+    make_world,
+) -> None:
+    world = await make_world(service(instances=3))
+    kept = world.supervisor.instances("web")[:2]
+    await world.supervisor.reconfigure({"web": service(instances=2)})
+    assert world.supervisor.instances("web") == kept
+    surplus = world.runs(replica=2)
+    assert [r.end_reason for r in surplus] == [EndReason.STOPPED]
+    assert [s.index for s in await world.cluster.slots(["web"])] == [0, 1]
+    await world.supervisor.reconfigure({"web": service(instances=4)})
+    await eventually(lambda: len(world.supervisor.instances("web")) == 4)
+    assert [r.replica_index for r in world.supervisor.instances("web")] == [0, 1, 2, 3]
+    assert world.supervisor.instances("web")[:2] == kept
+
+
+async def test_a_reload_that_changes_the_command_restarts_instances_one_at_a_time(
+    make_world,
+) -> None:
+    world = await make_world(service(instances=2))
+    old = world.supervisor.instances("web")
+    started_when_stopped: dict[int, int] = {}
+    for process in list(world.executor.started):
+        stop = process.terminate
+
+        async def counted(signal: str, grace: float, process=process, stop=stop) -> None:  # type: ignore[no-untyped-def]
+            started_when_stopped[process.pid] = len(world.executor.started)
+            await stop(signal, grace)
+
+        process.terminate = counted  # type: ignore[method-assign]
+    changed = dataclasses.replace(service(instances=2), run="serve --v2")
+    await world.supervisor.reconfigure({"web": changed})
+    new = world.supervisor.instances("web")
+    assert {r.id for r in new}.isdisjoint(r.id for r in old)
+    assert [p.spec.command for p in world.executor.started] == ["serve"] * 2 + ["serve --v2"] * 2
+    # One at a time: the second old instance was stopped only after the first new one began.
+    first, second = (world.process_of(r).pid for r in old)
+    assert (started_when_stopped[first], started_when_stopped[second]) == (2, 3)
+
+
+async def test_a_reload_that_removes_a_service_stops_it_and_frees_its_slots(make_world) -> None:
+    world = await make_world(service(instances=2))
+    await world.supervisor.reconfigure({})
+    assert {r.end_reason for r in world.runs()} == {EndReason.STOPPED}
+    assert await world.cluster.slots(["web"]) == []
