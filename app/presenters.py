@@ -90,13 +90,13 @@ def task_body(task: TaskSpec, schema: str, next_run_at: datetime | None) -> sche
         schema=schema,
         name=task.name,
         kind=task.kind.value,  # type: ignore[arg-type]
-        run=task.run,
-        description=_opt(task.description),
-        group=_opt(task.group),
+        run=task.written.get("run", task.run),
+        description=_opt(task.written.get("description", task.description)),
+        group=_opt(task.written.get("group", task.group)),
         cron=_opt(task.cron),
         timezone=task.timezone,
         timeout_seconds=_opt(task.timeout),
-        working_dir=_opt(task.working_dir),
+        working_dir=_opt(task.written.get("working_dir", task.working_dir)),
         api_trigger=task.api_trigger,
         max_concurrent=task.max_concurrent,
         on_overlap=task.on_overlap.value,  # type: ignore[arg-type]
