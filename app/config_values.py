@@ -160,9 +160,7 @@ class _Resolver:
             return value
         return result
 
-    def read(
-        self, path: str, table: str, key: str, problems: list[ValueProblem]
-    ) -> str | None:
+    def read(self, path: str, table: str, key: str, problems: list[ValueProblem]) -> str | None:
         target = self.base_dir / Path(path.strip()).expanduser()
         try:
             return target.read_text(encoding="utf-8").rstrip("\r\n")
