@@ -52,7 +52,11 @@ class Output:
         for row in rows:
             table.add_row(*(Text(cell, style=_STYLES.get(cell, "")) for cell in row))
         if rows:
-            self.out.print(table)
+            with self.out.capture() as captured:
+                self.out.print(table)
+            # Padding after the last column is noise in a pipe or a diff.
+            sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+            sys.stdout.flush()
         if footer or not rows:
             self.note(footer or "nothing to show")
 
