@@ -67,16 +67,7 @@ def convert(text: str, source: str) -> str:
         if env:
             entry.keys["env"] = {key: literal(value) for key, value in env.items()}
         entries.append(entry)
-    header = [
-        f"Imported from the crontab {source} by `runwarden import crontab`.",
-        "Check it with `runwarden validate`; comments keep what runwarden cannot express.",
-    ]
-    return render(source, header, entries, footer)
-
-
-def convert_file(path: Path) -> str:
-    """:func:`convert` for a file."""
-    return convert(path.read_text(encoding="utf-8"), str(path))
+    return render(f"the crontab {source}", "crontab", entries, footer)
 
 
 def _job(

@@ -47,11 +47,16 @@ def _inline(values: dict[str, Any]) -> Any:
     return inline
 
 
-def render(source: str, header: list[str], entries: list[Entry], footer: list[str]) -> str:
-    """The config text: a header comment, every entry's table, then ``footer`` comments."""
+def render(source: str, kind: str, entries: list[Entry], footer: list[str]) -> str:
+    """The config text: where it came from (``source``, read by ``runwarden import kind``),
+    every entry's table, then the ``footer`` comments."""
     document = tomlkit.document()
-    for line in header:
-        document.add(tomlkit.comment(line))
+    document.add(tomlkit.comment(f"Imported from {source} by `runwarden import {kind}`."))
+    document.add(
+        tomlkit.comment(
+            "Check it with `runwarden validate`; comments keep what runwarden cannot express."
+        )
+    )
     sections: dict[str, Table] = {}
     for entry in entries:
         if entry.section not in sections:

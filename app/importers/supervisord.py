@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import configparser
 import re
-from pathlib import Path
 from typing import Any
 
 from app.importers.output import Entry, literal, render, unique_name
@@ -64,16 +63,7 @@ def convert(text: str, source: str) -> str:
             footer.append(f"[{section}] is not imported: runwarden has no equivalent")
     if not entries:
         raise SupervisordError(f"{source}: no [program:NAME] section to import")
-    header = [
-        f"Imported from the supervisord config {source} by `runwarden import supervisord`.",
-        "Check it with `runwarden validate`; comments keep what runwarden cannot express.",
-    ]
-    return render(source, header, entries, footer)
-
-
-def convert_file(path: Path) -> str:
-    """:func:`convert` for a file."""
-    return convert(path.read_text(encoding="utf-8"), str(path))
+    return render(f"the supervisord config {source}", "supervisord", entries, footer)
 
 
 def _groups(parser: configparser.RawConfigParser) -> dict[str, str]:

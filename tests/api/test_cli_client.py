@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import runwarden
 from tests.support.daemon import DaemonProcess, free_port, module_daemon, start_daemon, wait_for
 
 ROOT = Path(__file__).parents[2]
@@ -38,15 +39,7 @@ def cli(
     if daemon is not None:
         env["RUNWARDEN_URL"] = url or daemon.url
         env["RUNWARDEN_TOKEN"] = token if token is not None else (daemon.token or "")
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    return runwarden(*args, env=env)
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -157,13 +150,7 @@ def test_not_found_names_what_was_not_found(daemon: DaemonProcess) -> None:
 
 def test_an_unreachable_daemon_is_one_clear_line() -> None:
     port = free_port()
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "tasks", "--url", f"http://127.0.0.1:{port}"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    done = runwarden("tasks", "--url", f"http://127.0.0.1:{port}")
     assert done.returncode == 1
     assert done.stderr.startswith(f"runwarden: cannot reach the daemon at http://127.0.0.1:{port}")
     assert "RUNWARDEN_URL" in done.stderr

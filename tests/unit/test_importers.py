@@ -3,8 +3,6 @@ programs become a runwarden.toml that ``runwarden validate`` accepts."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -14,8 +12,7 @@ import app.config
 from app.config import validate_text
 from app.importers import crontab, supervisord
 from domain.tasks import TaskKind
-
-ROOT = Path(__file__).parents[2]
+from tests.support.cli import runwarden
 
 CRONTAB = r"""# m h dom mon dow command
 
@@ -173,15 +170,6 @@ def test_a_file_with_no_program_is_an_error() -> None:
 def test_import_then_validate_from_the_command_line(tmp_path: Path) -> None:
     source = tmp_path / "crontab"
     source.write_text(CRONTAB)
-
-    def runwarden(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        )
 
     imported = runwarden("import", "crontab", str(source))
     assert imported.returncode == 0, imported.stderr
