@@ -31,10 +31,10 @@ class Output:
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
-        tty = sys.stdout.isatty()
-        # Piped, a table keeps its full width instead of being cut at 80 columns; rich
-        # itself prints colour only to a terminal, and never with NO_COLOR set.
-        self.out = Console(highlight=False, width=None if tty else 4096, soft_wrap=not tty)
+        # A table is never cut to the terminal's width (an id or a time cut short is
+        # useless): a long row wraps instead. rich prints colour only to a terminal, and
+        # never with NO_COLOR set.
+        self.out = Console(highlight=False, width=4096, soft_wrap=True)
         self.err = Console(stderr=True, highlight=False)
 
     def json(self, value: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -58,6 +59,34 @@ def test_tasks_prints_an_aligned_table_and_json(daemon: DaemonProcess) -> None:
     assert "\x1b[" not in "\n".join(lines)  # no colour when not on a terminal
     body = json.loads(ok(cli(daemon, "tasks", "--json")))
     assert [task["name"] for task in body["tasks"]] == ["fails", "hello", "slow"]
+
+
+def test_a_terminal_gets_colour(daemon: DaemonProcess) -> None:
+    assert cli(daemon, "trigger", "fails", "--wait").returncode == 7
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RUNWARDEN_")}
+    env.pop("NO_COLOR", None)
+    env.update({"RUNWARDEN_URL": daemon.url, "RUNWARDEN_TOKEN": daemon.token or ""})
+    primary, secondary = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "runs", "fails", "--limit", "1"],
+        stdout=secondary,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+    ) as child:
+        os.close(secondary)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert child.wait(timeout=60) == 0
+    os.close(primary)
+    assert b"\x1b[31mfailed" in output  # red, on a terminal only
 
 
 def test_trigger_wait_exits_with_the_runs_exit_code(daemon: DaemonProcess) -> None:
