@@ -234,18 +234,18 @@ def test_logs_follow_resumes_across_a_daemon_restart(
     run_id = ok(cli(first, "trigger", "ticker")).strip()
     env = {key: value for key, value in os.environ.items() if not key.startswith("RUNWARDEN_")}
     env.update({"RUNWARDEN_URL": first.url, "RUNWARDEN_TOKEN": "cli-token"})
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "logs", "-f", run_id],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    # Files, not pipes: what the follower printed is all there, whenever the test reads it.
+    out_path, err_path = tmp_path / "follow.out", tmp_path / "follow.err"
+    with out_path.open("w") as out_file, err_path.open("w") as err_file:
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "logs", "-f", run_id],
+            stdout=out_file,
+            stderr=err_file,
+            env=env,
+            cwd=ROOT,
+        )
     try:
-        assert follower.stdout is not None
-        seen = [follower.stdout.readline().strip() for _ in range(3)]
-        assert seen == ["tick 1", "tick 2", "tick 3"]
+        wait_for(lambda: len(out_path.read_text().splitlines()) >= 3, timeout=60)
         # The daemon stops (its run is stopped with it) and comes back where it was.
         assert first.terminate() == 0
         port = int(first.url.rsplit(":", 1)[1])
@@ -253,13 +253,15 @@ def test_logs_follow_resumes_across_a_daemon_restart(
         restartable.append(
             start_daemon(config, database_url, tmp_path, token="cli-token", port=port)
         )
-        out, err = follower.communicate(timeout=120)
+        follower.wait(timeout=120)
     finally:
         if follower.poll() is None:
             follower.kill()
             follower.wait()
+    err = err_path.read_text()
     assert follower.returncode == 0, err
-    lines = seen + out.splitlines()
+    lines = out_path.read_text().splitlines()
+    assert lines[:3] == ["tick 1", "tick 2", "tick 3"]
     # Every line once, in order, with no gap: the reconnect resumed after the last one seen.
     assert lines == [f"tick {n}" for n in range(1, len(lines) + 1)]
     assert "reconnecting" in err
