@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= examples/runwarden.toml
 
-.PHONY: run test lint migrate bench clean install
+.PHONY: run test lint migrate bench clean install image
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The container image (Dockerfile); needs a Docker engine, which CI and these machines lack:
+# tests/unit/test_container.py checks the Dockerfile and compose.yaml without one.
+image:
+	@command -v docker >/dev/null || { echo "make image: no docker command here" >&2; exit 1; }
+	docker build --tag runwarden:latest .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

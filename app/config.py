@@ -16,13 +16,14 @@ import hashlib
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import msgspec
 
+from app.config_values import KEY_ALIASES, Prepared, prepare
 from domain.cluster import DEFAULT_HEARTBEAT, DEFAULT_LEASE
 from domain.durations import parse_duration, parse_size
 from domain.schedule import InvalidSchedule, Schedule
@@ -218,7 +219,8 @@ def validate_text(text: str, source: str) -> Config:
         message = "invalid TOML: " + re.sub(r"\s*\(at line.*\)$", "", str(error))
         line = int(found.group(1)) if found else None
         raise ConfigError([ConfigProblem(source, message, line=line)]) from None
-    config = _Loader(source).load(document)
+    prepared = prepare(document, Path(source).parent)
+    config = _Loader(source, prepared).load(prepared.document)
     return dataclasses.replace(config, config_hash=config_hash(text))
 
 
@@ -251,8 +253,9 @@ def _closest(word: str, choices: Any) -> str | None:
 class _Loader:
     """Walks one parsed document, collecting problems instead of stopping at the first."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, prepared: Prepared | None = None) -> None:
         self.source = source
+        self.prepared = prepared or Prepared({})
         self.base_dir = Path(source).parent
         self.problems: list[ConfigProblem] = []
         self.task_names: set[str] = set()  # including tasks that had problems
@@ -283,8 +286,8 @@ class _Loader:
                 spec = self.task(name, kind, struct, raw, defaults, zone)
                 if spec is not None:
                     tasks[name] = spec
-        if self.problems:
-            raise ConfigError(self.problems)
+        if self.problems or self.prepared.problems:
+            raise ConfigError(self.all_problems())
         return Config(
             Path(self.source),
             zone,
@@ -338,6 +341,20 @@ class _Loader:
         own = self.table(raw, where, struct, kind)
         return self.spec(name, kind, own, defaults, zone, where)
 
+    def all_problems(self) -> list[ConfigProblem]:
+        """Problems of ``${…}``, env files and aliases first, then the tables' own; a key
+        whose reference failed is reported once; no resolved value appears in any text."""
+        failed = self.prepared.failed
+        found = [
+            ConfigProblem(self.source, value.message, value.table, value.key, value.hint)
+            for value in self.prepared.problems
+        ]
+        found += [p for p in self.problems if (p.table, p.key) not in failed]
+        redact = self.prepared.redact
+        return [
+            replace(p, message=redact(p.message), hint=p.hint and redact(p.hint)) for p in found
+        ]
+
     def table(
         self, raw: Any, where: str, struct: type[msgspec.Struct], kind: str
     ) -> dict[str, Any]:
@@ -376,7 +393,8 @@ class _Loader:
         elif kind in (TaskKind.TASK, TaskKind.SERVICE) and key in _MISPLACED:
             hint = _MISPLACED[key]
         else:
-            hint = _closest(key, keys) or f"valid keys: {', '.join(keys)}"
+            aliases = [alias for alias, ours in KEY_ALIASES.items() if ours in keys]
+            hint = _closest(key, [*keys, *aliases]) or f"valid keys: {', '.join(keys)}"
         self.add(where, f'unknown key "{key}"', key, hint)
 
     def normalise(self, values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -475,6 +493,8 @@ class _Loader:
                 self.add(where, f'"cron": {error.message}', "cron")
         if any(problem.table == where for problem in self.problems):
             return None
+        if where in self.prepared.written:
+            values["written"] = self.prepared.written[where]
         return TaskSpec(name=name, kind=kind, **values)
 
 

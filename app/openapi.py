@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
@@ -22,6 +23,7 @@ from litestar.openapi.spec import (
     SecurityScheme,
     Server,
 )
+from litestar.static_files import create_static_files_router
 
 from app import schemas as wire_schemas
 from app.errors import PROBLEM_JSON
@@ -64,14 +66,35 @@ def api_problems(*statuses: int, database: bool = True) -> dict[int, ResponseSpe
     return problems(*API_STATUSES, *extra, *statuses)
 
 
-class _ScalarUnderRootPath(ScalarRenderPlugin):
-    """Scalar, fetching the document under the root path a reverse proxy serves us at."""
+DOCS_ASSETS_DIR = Path(__file__).parent / "static" / "swagger-ui"
+"""Swagger UI's files, vendored (see VENDORED.md there): ``/docs`` needs no internet."""
+DOCS_ASSETS_PATH = "/docs/assets"
+_ROOT = "__runwarden_root_path__"
 
-    @staticmethod
-    def get_openapi_json_route(request: Request[Any, Any, Any]) -> str:
-        return str(request.scope.get("root_path", "")) + ScalarRenderPlugin.get_openapi_json_route(
-            request
+docs_assets = create_static_files_router(
+    path=DOCS_ASSETS_PATH,
+    directories=[DOCS_ASSETS_DIR],
+    name="docs_assets",
+    include_in_schema=False,
+)
+
+
+class _OfflineSwagger(SwaggerRenderPlugin):
+    """Swagger UI from our own ``/docs/assets``, under the root path a proxy serves us at."""
+
+    def __init__(self) -> None:
+        base = f"{_ROOT}{DOCS_ASSETS_PATH}"
+        super().__init__(
+            path="/",
+            js_url=f"{base}/swagger-ui-bundle.js",
+            css_url=f"{base}/swagger-ui.css",
+            standalone_preset_js_url=f"{base}/swagger-ui-standalone-preset.js",
+            favicon=f"<link rel='icon' type='image/png' href='{base}/favicon-32x32.png'>",
         )
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        root = str(request.scope.get("root_path", "")).encode()
+        return super().render(request, openapi_schema).replace(_ROOT.encode(), root)
 
 
 def openapi_config(version: str, root_path: str = "") -> OpenAPIConfig:
@@ -80,7 +103,7 @@ def openapi_config(version: str, root_path: str = "") -> OpenAPIConfig:
         version=version,
         description="Cron job manager and process supervisor: every run recorded.",
         path="/docs",
-        render_plugins=[_ScalarUnderRootPath(path="/")],
+        render_plugins=[_OfflineSwagger()],
         servers=[Server(url=root_path or "/")],
         components=Components(
             security_schemes={

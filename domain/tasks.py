@@ -91,6 +91,10 @@ class TaskSpec:
     restart_backoff: Backoff = Backoff.EXPONENTIAL
     healthy_after: float = 60.0
     start_retries: int = 3
+    written: dict[str, str] = field(default_factory=dict)
+    """Shown keys (``run``, ``description``, ...) whose value came from ``${VAR}`` or
+    ``${file:...}``, as written in the config: what the API shows, so no resolved secret
+    leaves the daemon."""
 
     @property
     def is_service(self) -> bool:

@@ -10,6 +10,7 @@ from app.controllers.ops import info, metrics, nodes, reload
 from app.controllers.runs import RunController
 from app.controllers.system import health, json_schema, openapi_document, ready
 from app.controllers.tasks import TaskController
+from app.openapi import docs_assets
 
 ROUTE_HANDLERS: list[Any] = [
     LogController,
@@ -24,4 +25,5 @@ ROUTE_HANDLERS: list[Any] = [
     ready,
     json_schema,
     openapi_document,
+    docs_assets,
 ]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
@@ -14,6 +12,7 @@ import httpx
 import pytest
 from ulid import ULID
 
+from tests.support.cli import runwarden
 from tests.support.daemon import DaemonProcess, start_daemon
 
 CONFIG = """
@@ -26,7 +25,6 @@ graceful_stop = "1s"
 """
 PUBLIC = {("GET", "/health"), ("GET", "/ready"), ("GET", "/schemas/{name}")}
 PATH_VALUES = {"taskName": "alpha", "runId": str(ULID()), "name": "Run.json"}
-REPO = Path(__file__).resolve().parents[2]
 _addresses = count(1)
 
 
@@ -37,17 +35,6 @@ def client_ip() -> dict[str, str]:
     """
     n = next(_addresses)
     return {"X-Forwarded-For": f"198.51.{n // 250}.{n % 250 + 1}"}
-
-
-def runwarden(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

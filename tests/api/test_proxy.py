@@ -75,7 +75,9 @@ def test_under_a_root_path_the_openapi_servers_and_the_docs_page_use_it(
 ) -> None:
     with rooted.client() as client:
         assert client.get("/rw/openapi.json").json()["servers"] == [{"url": "/rw"}]
-        assert 'data-url="/rw/docs/openapi.json"' in client.get("/rw/docs/").text
+        page = client.get("/rw/docs/").text
+        assert 'src="/rw/docs/assets/swagger-ui-bundle.js"' in page
+        assert client.get("/rw/docs/assets/swagger-ui-bundle.js").status_code == 200
 
 
 def test_sse_events_under_a_root_path_stream_with_schema_urls_that_carry_it(
@@ -129,13 +131,15 @@ def test_security_headers_are_on_successes_errors_and_refusals(proxied: DaemonPr
         assert "default-src 'none'" in response.headers["content-security-policy"], status
 
 
-def test_the_docs_page_is_framed_by_nobody_but_may_load_its_scripts(
+def test_the_docs_page_is_framed_by_nobody_and_loads_only_its_own_files(
     proxied: DaemonProcess,
 ) -> None:
     response = httpx.get(f"{proxied.url}/docs/", timeout=10)
     assert response.status_code == 200
     assert response.headers["x-frame-options"] == "DENY"
-    assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert "default-src 'self'" in policy
 
 
 def test_a_sane_request_id_is_echoed_and_otherwise_one_is_generated(

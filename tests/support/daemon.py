@@ -72,14 +72,16 @@ def start_daemon(
     *,
     token: str | None = _DEFAULT,
     args: list[str] | None = None,
+    port: int | None = None,
 ) -> DaemonProcess:
     """Start ``runwarden serve`` and wait until it answers ``/health``.
 
     By default it accepts one random token (``RUNWARDEN_API_TOKENS``), which
     :meth:`DaemonProcess.client` sends; ``token=None`` leaves the auth setup to
-    ``extra_env`` and the config. ``args`` are extra ``serve`` options.
+    ``extra_env`` and the config. ``args`` are extra ``serve`` options; ``port`` the one to
+    listen on (default: a free one), e.g. to restart a daemon where its clients look for it.
     """
-    port = free_port()
+    port = port or free_port()
     if token == _DEFAULT:
         token = secrets.token_urlsafe(16)
     auth_env = {"RUNWARDEN_API_TOKENS": token} if token else {}
