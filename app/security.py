@@ -11,19 +11,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import math
 import re
 import secrets
-import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from app.auth_limit import FailureLimiter
 from app.urls import ProxyResolver, scope_base_url
 
 log = logging.getLogger("runwarden.security")
@@ -33,6 +31,8 @@ REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _HASHED = re.compile(r"^sha256:[0-9a-f]{64}$")
+_CHALLENGE = b'Bearer realm="runwarden"'
+_INVALID_TOKEN_CHALLENGE = b'Bearer realm="runwarden", error="invalid_token"'
 _PUBLIC = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
 _PUBLIC_TREES = ("/docs/", "/schemas/")
 
@@ -88,52 +88,6 @@ class TokenSet:
         for digest in self._digests:  # every digest is compared: no early exit
             found |= hmac.compare_digest(digest, presented)
         return found
-
-
-class FailureLimiter:
-    """Counts auth failures per client; a client with too many in the window is refused.
-
-    Memory is bounded: at most ``max_failures`` timestamps per client and ``max_clients``
-    clients, the one whose last failure is oldest evicted first.
-    """
-
-    def __init__(
-        self,
-        max_failures: int = 10,
-        window: float = 60.0,
-        max_clients: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self.max_clients = max_clients
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-
-    def __len__(self) -> int:
-        return len(self._failures)
-
-    def retry_after(self, client: str) -> int:
-        """Seconds until ``client`` may try again; 0 if it may now."""
-        failures = self._failures.get(client)
-        if failures is None:
-            return 0
-        now = self._clock()
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-            return 0
-        if len(failures) < self.max_failures:
-            return 0
-        return max(1, math.ceil(failures[0] + self.window - now))
-
-    def record_failure(self, client: str) -> None:
-        failures = self._failures.pop(client, None) or deque(maxlen=self.max_failures)
-        failures.append(self._clock())
-        self._failures[client] = failures  # re-inserted: dict order is least recent first
-        while len(self._failures) > self.max_clients:
-            del self._failures[next(iter(self._failures))]
 
 
 @dataclass(frozen=True)
@@ -201,7 +155,7 @@ class SecurityMiddleware:
     ) -> None:
         self.app = app
         self.options = options
-        self.limiter = limiter if limiter is not None else FailureLimiter()
+        self.limiter = limiter if limiter is not None else FailureLimiter.from_env()
         # Without trusted proxies or a root path there is nothing to rewrite: skip the work.
         self._rewrites = bool(options.proxies.trusted or options.root_path)
 
@@ -231,25 +185,29 @@ class SecurityMiddleware:
     def _refusal(
         self, scope: Any, tokens: TokenSet
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
-        """Why this request may not pass (status, detail, headers), or None if it may."""
+        """Why this request may not pass (status, detail, headers), or None if it may.
+
+        A valid token always passes, whatever its client did before: refusing it would let
+        one client with a stale token lock out every other client at its address. Only a
+        presented, wrong token counts as a failure; from a client over the failure limit it
+        gets 429 instead of 401 (and is not logged again).
+        """
+        token = _bearer(scope)
+        if token is not None and tokens.matches(token):
+            return None
         client = scope["client"][0] if scope.get("client") else "unknown"
-        # A limited client is refused even with a valid token: otherwise a 200 among the
-        # 429s would still tell a guesser that it had found one.
+        if token is None:
+            detail = "missing bearer token"
+            log.info("%s %s from %s: %s", scope["method"], scope["path"], client, detail)
+            return 401, detail, [(b"www-authenticate", _CHALLENGE)]
         wait = self.limiter.retry_after(client)
         if wait:
             detail = f"too many failed authentications; retry in {wait} s"
             return 429, detail, [(b"retry-after", str(wait).encode())]
-        token = _bearer(scope)
-        if token is not None and tokens.matches(token):
-            return None
         self.limiter.record_failure(client)
-        if token is None:
-            detail, challenge = "missing bearer token", b'Bearer realm="runwarden"'
-        else:
-            detail = "invalid bearer token"
-            challenge = b'Bearer realm="runwarden", error="invalid_token"'
+        detail = "invalid bearer token"
         log.warning("%s %s from %s: %s", scope["method"], scope["path"], client, detail)
-        return 401, detail, [(b"www-authenticate", challenge)]
+        return 401, detail, [(b"www-authenticate", _INVALID_TOKEN_CHALLENGE)]
 
     @staticmethod
     def _with_headers(send: Any, path: str, request_id: str) -> Any:
