@@ -24,6 +24,7 @@ from adapters.postgres.logs import PostgresLogStore
 from adapters.postgres.runs import PostgresRunRepository
 from app.config import Config
 from app.controllers import ROUTE_HANDLERS
+from app.controllers.params import refuse_loose_integers
 from app.daemon import Daemon
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
@@ -127,6 +128,7 @@ def create_app(settings: Settings) -> Litestar:
             "run_events": Provide(provide_run_events, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=refuse_loose_integers,
         lifespan=[lifespan],
         on_startup=[finalize_openapi],
         openapi_config=openapi_config(package_version(), settings.security.root_path),
