@@ -164,6 +164,15 @@ def test_hash_token_prints_the_sha256_line_from_an_argument_or_stdin() -> None:
     assert runwarden("hash-token", stdin="tok-1\n").stdout.strip() == expected
 
 
+def test_hash_token_takes_a_token_that_starts_with_a_dash() -> None:
+    # Not one of ours any more, but tokens made elsewhere can still look like options.
+    expected = "sha256:" + hashlib.sha256(b"-H99OD-x").hexdigest()
+    for args, stdin in [(["-H99OD-x"], ""), (["--", "-H99OD-x"], ""), ([], "-H99OD-x\n")]:
+        result = runwarden("hash-token", *args, stdin=stdin)
+        assert (result.returncode, result.stdout.strip()) == (0, expected), args
+    assert runwarden("hash-token", "-a", "-b").returncode == 2  # still one token at most
+
+
 def test_a_plain_token_in_the_config_is_a_validate_error_pointing_at_hash_token(
     tmp_path: Path,
 ) -> None:
@@ -208,6 +217,9 @@ def test_without_any_token_one_is_generated_printed_once_and_accepted(
     try:
         printed = re.findall(r"generated one for this run: (\S+)", daemon.log())
         assert len(printed) == 1
+        assert printed[0].startswith("rw_")
+        hint = re.search(r"the line `(runwarden hash-token -- TOKEN)` prints", daemon.log())
+        assert hint is not None
         url = f"{daemon.url}/api/tasks"
         assert httpx.get(url, timeout=10).status_code == 401
         ok = httpx.get(url, headers={"Authorization": f"Bearer {printed[0]}"}, timeout=10)

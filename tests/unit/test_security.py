@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.auth_limit import FailureLimiter
 from app.config import ConfigError, validate_text
@@ -15,9 +19,11 @@ from app.security import (
     AuthSetupError,
     RequestIdFilter,
     SecurityMiddleware,
+    TOKEN_BYTES,
     SecurityOptions,
     TokenSet,
     hash_token,
+    new_token,
     resolve_tokens,
 )
 from app.urls import ProxyResolver, normalise_root_path, parse_networks
@@ -49,6 +55,25 @@ def test_config_tokens_must_be_hashed_and_are_kept_as_hashes() -> None:
 def test_metrics_public_is_read_from_the_api_table() -> None:
     assert validate_text("[api]\nmetrics_public = true\n", "rw.toml").metrics_public
     assert not validate_text("", "rw.toml").metrics_public
+
+
+@given(st.binary(min_size=TOKEN_BYTES, max_size=TOKEN_BYTES))
+def test_a_new_token_never_starts_with_a_dash_and_carries_all_256_random_bits(
+    random: bytes,
+) -> None:
+    asked: list[int] = []
+
+    def random_bytes(n: int) -> bytes:
+        asked.append(n)
+        return random
+
+    token = new_token(random_bytes)
+
+    assert asked == [32]  # 256 bits
+    assert not token.startswith("-")
+    assert re.fullmatch(r"rw_[A-Za-z0-9_-]{43}", token)
+    # Nothing is lost: the token gives back every random byte it was made of.
+    assert base64.urlsafe_b64decode(token.removeprefix("rw_") + "=") == random
 
 
 def test_without_configured_tokens_one_is_generated_and_accepted() -> None:
