@@ -211,6 +211,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.bootstrap import Settings, create_app
     from app.config import ConfigError, load_config
+    from app.http_limits import LimitedHttpToolsProtocol
 
     try:
         config = load_config(Path(args.config))
@@ -235,6 +236,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             lifespan="on",
+            # httptools, refusing heads over the limits before the app sees them.
+            http=LimitedHttpToolsProtocol,
             log_level="info",
             access_log=False,
             # X-Forwarded-* are handled, for trusted peers only, by app.security.

@@ -41,7 +41,7 @@ _PUBLIC_TREES = ("/docs/", "/schemas/")
 # content policy tight enough to matter would break it, so /docs only refuses framing.
 _CSP_API = "default-src 'none'; frame-ancestors 'none'"
 _CSP_DOCS = "frame-ancestors 'none'"
-_ALWAYS = (
+ALWAYS_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -247,7 +247,7 @@ def _static_headers(is_api: bool, is_docs: bool) -> tuple[Headers, frozenset[byt
     """The headers every response of a kind of path gets; the names they replace."""
     csp = _CSP_DOCS if is_docs else _CSP_API
     cache = ((b"cache-control", b"no-store"),) if is_api else ()
-    headers = (*_ALWAYS, (b"content-security-policy", csp.encode()), *cache)
+    headers = (*ALWAYS_HEADERS, (b"content-security-policy", csp.encode()), *cache)
     return headers, frozenset({name for name, _ in headers} | {b"x-request-id"})
 
 
@@ -255,23 +255,29 @@ def _static_headers(is_api: bool, is_docs: bool) -> tuple[Headers, frozenset[byt
 _STATIC_HEADERS = {(a, d): _static_headers(a, d) for a in (False, True) for d in (False, True)}
 
 
-async def _send_problem(
-    send: Any, scope: Any, status: int, detail: str, headers: list[tuple[bytes, bytes]]
-) -> None:
+def encode_problem(base_url: str, status: int, detail: str) -> bytes:
+    """The problem+json body of a refusal made outside Litestar (here and by the HTTP parser)."""
     from http import HTTPStatus
 
-    from app.errors import PROBLEM_JSON
     from app.schemas import ErrorModel
 
-    body = msgspec.json.encode(
+    return msgspec.json.encode(
         ErrorModel(
-            schema=f"{scope_base_url(scope)}/schemas/ErrorModel.json",
+            schema=f"{base_url}/schemas/ErrorModel.json",
             type="about:blank",
             title=HTTPStatus(status).phrase,
             status=status,
             detail=detail,
         )
     )
+
+
+async def _send_problem(
+    send: Any, scope: Any, status: int, detail: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    from app.errors import PROBLEM_JSON
+
+    body = encode_problem(scope_base_url(scope), status, detail)
     start_headers = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
