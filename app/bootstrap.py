@@ -14,6 +14,7 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.routes import HTTPRoute
 
 from adapters.clock import SystemClock
 from adapters.executor import SubprocessExecutor
@@ -140,7 +141,25 @@ def create_app(settings: Settings) -> Litestar:
         # replace the root logger's handlers with its own.
         logging_config=None,
     )
+    _mend_options_handlers(app)
     # Around the router, not per route (Litestar's middleware=): 404s, 405s and unknown
     # /api paths get the same headers and the same 401.
     app.asgi_handler = SecurityMiddleware(app.asgi_handler, settings.security)
     return app
+
+
+def _mend_options_handlers(app: Litestar) -> None:
+    """Make each route's default OPTIONS answer list every method of the route.
+
+    Litestar 2 builds the default OPTIONS handler for the first handler registered on a path
+    and keeps it when more are added (litestar-org/litestar#4169, fixed in v3): OPTIONS on
+    ``/api/tasks/{taskName}/runs/{runId}`` said ``Allow: DELETE, OPTIONS``, without GET. The
+    handler reads the methods of the route it was made for; point it at the final route.
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or "OPTIONS" not in route.route_handler_map:
+            continue
+        handler = route.route_handler_map["OPTIONS"][0]
+        for cell in getattr(handler.fn, "__closure__", None) or ():
+            if isinstance(cell.cell_contents, HTTPRoute) and cell.cell_contents is not route:
+                cell.cell_contents = route
