@@ -74,7 +74,9 @@ SearchParam = Annotated[
     ),
 ]
 _PLAIN_INTEGER = re.compile(r"-?[0-9]+")
-_INTEGER_MESSAGE = "Expected a plain decimal integer such as 50 or -1000 (digits, optionally after -)"
+_INTEGER_MESSAGE = (
+    "Expected a plain decimal integer such as 50 or -1000 (digits, optionally after -)"
+)
 _integer_queries: dict[Any, tuple[str, ...]] = {}
 
 
