@@ -65,10 +65,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_url(url)
         line = len(self.parser.get_method()) + 1 + len(self.url) + _VERSION
         if line > MAX_REQUEST_LINE:
-            self._refusal = 414, (
-                f"the request line is over {MAX_REQUEST_LINE} bytes; "
-                "send long filters in fewer or shorter parameters"
-            )
+            detail = f"the request line is over {MAX_REQUEST_LINE} bytes; shorten the query"
+            self._refusal = 414, detail
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._refusal is not None or not self._in_head:

@@ -41,7 +41,9 @@ def exchange(daemon: DaemonProcess, raw: bytes) -> Response:
 
 def request(target: bytes = b"/health", header_lines: list[bytes] | None = None) -> bytes:
     lines = [b"Host: 127.0.0.1", b"Connection: close", *(header_lines or [])]
-    return b"GET " + target + b" HTTP/1.1\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    return (
+        b"GET " + target + b" HTTP/1.1\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    )
 
 
 def headers_of_size(total: int) -> list[bytes]:

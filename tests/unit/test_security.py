@@ -16,10 +16,10 @@ from app.auth_limit import FailureLimiter
 from app.config import ConfigError, validate_text
 from app.security import (
     REQUEST_ID,
+    TOKEN_BYTES,
     AuthSetupError,
     RequestIdFilter,
     SecurityMiddleware,
-    TOKEN_BYTES,
     SecurityOptions,
     TokenSet,
     hash_token,
