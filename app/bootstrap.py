@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, cast
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.routes import HTTPRoute
 
 if TYPE_CHECKING:
     from litestar.types import ExceptionHandlersMap
@@ -31,6 +32,7 @@ from adapters.postgres.runs import PostgresRunRepository
 from adapters.postgres.slots import PostgresSlots
 from app.config import Config, ConfigError
 from app.controllers import ROUTE_HANDLERS
+from app.controllers.params import refuse_loose_integers
 from app.daemon import Daemon
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
@@ -163,6 +165,7 @@ def create_app(settings: Settings) -> Litestar:
             "run_events": Provide(provide_run_events, sync_to_thread=False),
         },
         exception_handlers=cast("ExceptionHandlersMap", EXCEPTION_HANDLERS),
+        before_request=refuse_loose_integers,
         lifespan=[lifespan],
         on_startup=[finalize_openapi],
         openapi_config=openapi_config(package_version(), settings.security.root_path),
@@ -174,7 +177,25 @@ def create_app(settings: Settings) -> Litestar:
         # replace the root logger's handlers with its own.
         logging_config=None,
     )
+    _mend_options_handlers(app)
     # Around the router, not per route (Litestar's middleware=): 404s, 405s and unknown
     # /api paths get the same headers and the same 401.
     app.asgi_handler = SecurityMiddleware(app.asgi_handler, settings.security)
     return app
+
+
+def _mend_options_handlers(app: Litestar) -> None:
+    """Make each route's default OPTIONS answer list every method of the route.
+
+    Litestar 2 builds the default OPTIONS handler for the first handler registered on a path
+    and keeps it when more are added (litestar-org/litestar#4169, fixed in v3): OPTIONS on
+    ``/api/tasks/{taskName}/runs/{runId}`` said ``Allow: DELETE, OPTIONS``, without GET. The
+    handler reads the methods of the route it was made for; point it at the final route.
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or "OPTIONS" not in route.route_handler_map:
+            continue
+        handler = route.route_handler_map["OPTIONS"][0]
+        for cell in getattr(handler.fn, "__closure__", None) or ():
+            if isinstance(cell.cell_contents, HTTPRoute) and cell.cell_contents is not route:
+                cell.cell_contents = route

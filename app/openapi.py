@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
+    Link,
     OpenAPI,
     OpenAPIHeader,
     OpenAPIMediaType,
@@ -28,19 +29,32 @@ from litestar.static_files import create_static_files_router
 from app import schemas as wire_schemas
 from app.errors import PROBLEM_JSON
 from app.schemas import ErrorModel
+from domain.ports import RunEventKind
 
 API_STATUSES = (401, 429)
 """Every ``/api`` operation may answer these: no or a bad token, rate limited."""
+HEAD_STATUSES = (414, 431)
+"""Every operation may answer these: the HTTP parser refuses an oversized request line or
+headers before any route is chosen (:mod:`app.http_limits`)."""
 DATABASE_STATUS = 503
 """Operations that read or write the database answer this while it is unreachable."""
+EVENT_STREAM = "text/event-stream"
+SSE_EVENTS: dict[str, dict[str, tuple[str, bool]]] = {
+    "stream-run-log": {"line": ("LogLine", True), "done": ("LogStreamDone", False)},
+    "stream-run-events": {kind.value: ("Run", True) for kind in RunEventKind},
+}
+"""Server-sent events: operationId -> {event name: (schema of its JSON data, has an id)}."""
 
 
-def event_stream_response() -> dict[int, ResponseSpec]:
-    """The 200 response of a server-sent events route."""
+def event_stream_response(*data_types: type) -> dict[int, ResponseSpec]:
+    """The 200 response of a server-sent events route whose events carry ``data_types`` as
+    JSON; :data:`SSE_EVENTS` tells :func:`finalize_document` which event carries which."""
     return {
         200: ResponseSpec(
-            data_container=str,
-            media_type="text/event-stream",
+            # The union only puts the types in the document's components; the schema of an
+            # event replaces it (_describe_events).
+            data_container=Union[data_types],  # type: ignore[valid-type]  # noqa: UP007
+            media_type=EVENT_STREAM,
             description="The events",
             generate_examples=False,
         )
@@ -136,7 +150,9 @@ def finalize_document(document: OpenAPI) -> None:
     """Fix what Litestar cannot be told route by route; safe to apply more than once.
 
     - Every ``/api`` operation declares 401 and 429 problems and the bearer requirement
-      (the auth middleware answers them before any route runs).
+      (the auth middleware answers them before any route runs), every operation 414 and
+      431 (the HTTP parser's).
+    - Responses that carry runs link their ids to the operations on a run (:data:`RUN_LINKS`).
     - Litestar's default 400 (its own ``ValidationException`` shape) becomes a problem:
       validation failures are 422 problems here, and any other 400 is a problem too.
     - A body declared ``X | None = None`` is optional, not required.
@@ -144,6 +160,8 @@ def finalize_document(document: OpenAPI) -> None:
     - Wire types that refuse unknown fields declare ``additionalProperties: false``.
     """
     _close_strict_bodies(document)
+    _link_runs(document)
+    _describe_events(document)
     schemes = document.components.security_schemes if document.components else None
     requirement: list[dict[str, list[str]]] = [{name: []} for name in list(schemes or {})[:1]]
     for path, item in (document.paths or {}).items():
@@ -155,11 +173,11 @@ def finalize_document(document: OpenAPI) -> None:
             default = responses.get("400")
             if isinstance(default, OpenAPIResponse) and PROBLEM_JSON not in (default.content or {}):
                 responses["400"] = _problem_response(400)
-            if path.startswith("/api"):
-                for status in API_STATUSES:
-                    responses.setdefault(str(status), _problem_response(status))
-                if requirement and not operation.security:
-                    operation.security = requirement
+            is_api = path.startswith("/api")
+            for status in (*API_STATUSES, *HEAD_STATUSES) if is_api else HEAD_STATUSES:
+                responses.setdefault(str(status), _problem_response(status))
+            if is_api and requirement and not operation.security:
+                operation.security = requirement
             body = operation.request_body
             if isinstance(body, RequestBody) and _admits_null(body):
                 body.required = False
@@ -167,6 +185,90 @@ def finalize_document(document: OpenAPI) -> None:
                 for header in (getattr(response, "headers", None) or {}).values():
                     if isinstance(header, OpenAPIHeader) and header.schema is None:
                         header.schema = Schema(type=OpenAPIType.STRING)
+
+
+RUN_OPERATIONS = {
+    "get-run": ("GetRun", "The run"),
+    "get-task-run": ("GetTaskRun", "The run, under its task"),
+    "get-run-log": ("GetRunLog", "A page of the run's log"),
+    "get-run-log-raw": ("GetRunLogRaw", "The run's whole log as text"),
+    "stream-run-log": ("StreamRunLog", "The run's log, live"),
+    "stop-run": ("StopRun", "Stop the run"),
+    "delete-run": ("DeleteRun", "Delete the run (once ended)"),
+}
+"""The operations on one run: operationId -> (link name, description)."""
+RUN_LINKS = {
+    "trigger-task": {"200": "", "201": ""},
+    "list-runs": {"200": "/runs/0"},
+    "list-task-runs": {"200": "/runs/0"},
+}
+"""Responses that carry a run: operationId -> {status: JSON pointer to the run in the body}."""
+
+
+def _link_runs(document: OpenAPI) -> None:
+    """OpenAPI ``links`` from every response that carries a run to every operation on it, so
+    a client (or a stateful fuzzer) learns where a run's id and task name go."""
+    operations = _operations(document)
+    taken = {op.operation_id for op in operations}
+    for operation in operations:
+        for status, pointer in RUN_LINKS.get(operation.operation_id or "", {}).items():
+            response = (operation.responses or {}).get(status)
+            if not isinstance(response, OpenAPIResponse):
+                continue
+            response.links = {
+                name: Link(
+                    operation_id=target,
+                    parameters={
+                        "runId": f"$response.body#{pointer}/id",
+                        **(
+                            {}
+                            if target == "get-run"
+                            else {"taskName": f"$response.body#{pointer}/task_name"}
+                        ),
+                    },
+                    description=description,
+                )
+                for target, (name, description) in RUN_OPERATIONS.items()
+                if target in taken
+            }
+
+
+def _describe_events(document: OpenAPI) -> None:
+    """The schema of a server-sent event stream describes one event (OpenAPI 3.1 has no
+    ``itemSchema``): its name, its ``id`` when it has one, and the JSON its ``data`` holds."""
+    for operation in _operations(document):
+        events = SSE_EVENTS.get(operation.operation_id or "")
+        response = (operation.responses or {}).get("200")
+        if not events or not isinstance(response, OpenAPIResponse) or not response.content:
+            continue
+        response.content[EVENT_STREAM].schema = Schema(
+            description="One event; comments (`: keep-alive` and the like) carry no data",
+            one_of=[
+                Schema(
+                    type=OpenAPIType.OBJECT,
+                    properties={
+                        "event": Schema(const=name),
+                        "id": Schema(type=OpenAPIType.STRING, pattern="^[0-9]+$"),
+                        "data": Schema(
+                            type=OpenAPIType.STRING,
+                            content_media_type="application/json",
+                            content_schema=Reference(ref=f"#/components/schemas/{data}"),
+                        ),
+                    },
+                    required=["data", "event", "id"] if has_id else ["data", "event"],
+                )
+                for name, (data, has_id) in events.items()
+            ],
+        )
+
+
+def _operations(document: OpenAPI) -> list[Operation]:
+    return [
+        operation
+        for item in (document.paths or {}).values()
+        for operation in (getattr(item, method) for method in _METHODS)
+        if operation is not None
+    ]
 
 
 def _close_strict_bodies(document: OpenAPI) -> None:

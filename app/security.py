@@ -8,15 +8,13 @@ unauthenticated client cannot even learn which ``/api`` routes exist. It only re
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
-import math
 import re
 import secrets
-import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from app.auth_limit import FailureLimiter
 from app.urls import ProxyResolver, scope_base_url
 
 log = logging.getLogger("runwarden.security")
@@ -33,6 +32,8 @@ REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _HASHED = re.compile(r"^sha256:[0-9a-f]{64}$")
+_CHALLENGE = b'Bearer realm="runwarden"'
+_INVALID_TOKEN_CHALLENGE = b'Bearer realm="runwarden", error="invalid_token"'
 _PUBLIC = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
 _PUBLIC_TREES = ("/docs/", "/schemas/")
 
@@ -44,7 +45,7 @@ _CSP_DOCS = (
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-_ALWAYS = (
+ALWAYS_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -57,6 +58,20 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
         return True
+
+
+TOKEN_PREFIX = "rw_"
+TOKEN_BYTES = 32
+
+
+def new_token(random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> str:
+    """A new API token: ``rw_`` then 256 random bits in unpadded URL-safe base64.
+
+    The prefix keeps it from starting with ``-``, which command-line parsers read as an
+    option (``--token -H99OD...``), and lets secret scanners recognise it.
+    """
+    encoded = base64.urlsafe_b64encode(random_bytes(TOKEN_BYTES)).rstrip(b"=")
+    return TOKEN_PREFIX + encoded.decode("ascii")
 
 
 def hash_token(token: str) -> str:
@@ -94,52 +109,6 @@ class TokenSet:
         return found
 
 
-class FailureLimiter:
-    """Counts auth failures per client; a client with too many in the window is refused.
-
-    Memory is bounded: at most ``max_failures`` timestamps per client and ``max_clients``
-    clients, the one whose last failure is oldest evicted first.
-    """
-
-    def __init__(
-        self,
-        max_failures: int = 10,
-        window: float = 60.0,
-        max_clients: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self.max_clients = max_clients
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-
-    def __len__(self) -> int:
-        return len(self._failures)
-
-    def retry_after(self, client: str) -> int:
-        """Seconds until ``client`` may try again; 0 if it may now."""
-        failures = self._failures.get(client)
-        if failures is None:
-            return 0
-        now = self._clock()
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-            return 0
-        if len(failures) < self.max_failures:
-            return 0
-        return max(1, math.ceil(failures[0] + self.window - now))
-
-    def record_failure(self, client: str) -> None:
-        failures = self._failures.pop(client, None) or deque(maxlen=self.max_failures)
-        failures.append(self._clock())
-        self._failures[client] = failures  # re-inserted: dict order is least recent first
-        while len(self._failures) > self.max_clients:
-            del self._failures[next(iter(self._failures))]
-
-
 @dataclass(frozen=True)
 class SecurityOptions:
     """How the middleware guards the API; the default refuses every protected request."""
@@ -168,7 +137,7 @@ def resolve_tokens(
     hashed = list(config_tokens)
     if plain or hashed:
         return TokenSet.build(plain, hashed), None
-    generated = secrets.token_urlsafe(32)
+    generated = new_token()
     return TokenSet.build([generated]), generated
 
 
@@ -205,7 +174,7 @@ class SecurityMiddleware:
     ) -> None:
         self.app = app
         self.options = options
-        self.limiter = limiter if limiter is not None else FailureLimiter()
+        self.limiter = limiter if limiter is not None else FailureLimiter.from_env()
         # Without trusted proxies or a root path there is nothing to rewrite: skip the work.
         self._rewrites = bool(options.proxies.trusted or options.root_path)
 
@@ -235,25 +204,29 @@ class SecurityMiddleware:
     def _refusal(
         self, scope: Any, tokens: TokenSet
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
-        """Why this request may not pass (status, detail, headers), or None if it may."""
+        """Why this request may not pass (status, detail, headers), or None if it may.
+
+        A valid token always passes, whatever its client did before: refusing it would let
+        one client with a stale token lock out every other client at its address. Only a
+        presented, wrong token counts as a failure; from a client over the failure limit it
+        gets 429 instead of 401 (and is not logged again).
+        """
+        token = _bearer(scope)
+        if token is not None and tokens.matches(token):
+            return None
         client = scope["client"][0] if scope.get("client") else "unknown"
-        # A limited client is refused even with a valid token: otherwise a 200 among the
-        # 429s would still tell a guesser that it had found one.
+        if token is None:
+            detail = "missing bearer token"
+            log.info("%s %s from %s: %s", scope["method"], scope["path"], client, detail)
+            return 401, detail, [(b"www-authenticate", _CHALLENGE)]
         wait = self.limiter.retry_after(client)
         if wait:
             detail = f"too many failed authentications; retry in {wait} s"
             return 429, detail, [(b"retry-after", str(wait).encode())]
-        token = _bearer(scope)
-        if token is not None and tokens.matches(token):
-            return None
         self.limiter.record_failure(client)
-        if token is None:
-            detail, challenge = "missing bearer token", b'Bearer realm="runwarden"'
-        else:
-            detail = "invalid bearer token"
-            challenge = b'Bearer realm="runwarden", error="invalid_token"'
+        detail = "invalid bearer token"
         log.warning("%s %s from %s: %s", scope["method"], scope["path"], client, detail)
-        return 401, detail, [(b"www-authenticate", challenge)]
+        return 401, detail, [(b"www-authenticate", _INVALID_TOKEN_CHALLENGE)]
 
     @staticmethod
     def _with_headers(send: Any, path: str, request_id: str) -> Any:
@@ -278,7 +251,7 @@ def _static_headers(is_api: bool, is_docs: bool) -> tuple[Headers, frozenset[byt
     """The headers every response of a kind of path gets; the names they replace."""
     csp = _CSP_DOCS if is_docs else _CSP_API
     cache = ((b"cache-control", b"no-store"),) if is_api else ()
-    headers = (*_ALWAYS, (b"content-security-policy", csp.encode()), *cache)
+    headers = (*ALWAYS_HEADERS, (b"content-security-policy", csp.encode()), *cache)
     return headers, frozenset({name for name, _ in headers} | {b"x-request-id"})
 
 
@@ -286,23 +259,29 @@ def _static_headers(is_api: bool, is_docs: bool) -> tuple[Headers, frozenset[byt
 _STATIC_HEADERS = {(a, d): _static_headers(a, d) for a in (False, True) for d in (False, True)}
 
 
-async def _send_problem(
-    send: Any, scope: Any, status: int, detail: str, headers: list[tuple[bytes, bytes]]
-) -> None:
+def encode_problem(base_url: str, status: int, detail: str) -> bytes:
+    """The problem+json body of a refusal made outside Litestar (here and by the HTTP parser)."""
     from http import HTTPStatus
 
-    from app.errors import PROBLEM_JSON
     from app.schemas import ErrorModel
 
-    body = msgspec.json.encode(
+    return msgspec.json.encode(
         ErrorModel(
-            schema=f"{scope_base_url(scope)}/schemas/ErrorModel.json",
+            schema=f"{base_url}/schemas/ErrorModel.json",
             type="about:blank",
             title=HTTPStatus(status).phrase,
             status=status,
             detail=detail,
         )
     )
+
+
+async def _send_problem(
+    send: Any, scope: Any, status: int, detail: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    from app.errors import PROBLEM_JSON
+
+    body = encode_problem(scope_base_url(scope), status, detail)
     start_headers = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),

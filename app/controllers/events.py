@@ -10,7 +10,7 @@ from litestar.exceptions import ServiceUnavailableException
 from litestar.params import SkipValidation
 from litestar.response import Stream
 
-from app import events
+from app import events, schemas
 from app.controllers.params import TaskNameQuery
 from app.openapi import api_problems, event_stream_response
 from app.urls import schema_url
@@ -53,7 +53,7 @@ class RunEventController(Controller):
         description=DESCRIPTION,
         media_type="text/event-stream",
         responses={
-            **event_stream_response(),
+            **event_stream_response(schemas.Run),
             **api_problems(422),
         },
     )

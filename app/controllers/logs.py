@@ -15,7 +15,7 @@ from app import logstream, schemas
 from app.controllers.params import RunIdPath, TaskNamePath
 from app.daemon import Daemon
 from app.errors import http_problem
-from app.openapi import event_stream_response, problems
+from app.openapi import api_problems, event_stream_response
 from app.urls import base_url, schema_url
 
 MAX_PAGE_LIMIT = 10_000
@@ -102,7 +102,7 @@ class LogController(Controller):
             "older lines were dropped (log_on_full = drop_old): first_available > 0. "
             "`finalized` says the run has ended and its whole output is stored."
         ),
-        responses=problems(404, 422),
+        responses=api_problems(404, 422),
     )
     async def get_log(
         self,
@@ -138,7 +138,7 @@ class LogController(Controller):
                 description="The log text",
                 generate_examples=False,
             ),
-            **problems(404, 422),
+            **api_problems(404, 422),
         },
     )
     async def get_log_raw(
@@ -170,8 +170,8 @@ class LogController(Controller):
         ),
         media_type="text/event-stream",
         responses={
-            **event_stream_response(),
-            **problems(404, 422, 503),
+            **event_stream_response(schemas.LogLine, schemas.LogStreamDone),
+            **api_problems(404, 422),
         },
     )
     async def stream_log(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from litestar.params import PathParameter, QueryParameter
+from litestar import Request
+from litestar.exceptions import ValidationException
+from litestar.params import ParameterKwarg, PathParameter, QueryParameter
+from litestar.typing import FieldDefinition
 
 from domain.listing import (
     DEFAULT_LIMIT,
@@ -69,6 +73,54 @@ SearchParam = Annotated[
         max_length=MAX_SEARCH_LENGTH,
     ),
 ]
+_PLAIN_INTEGER = re.compile(r"-?[0-9]+")
+_INTEGER_MESSAGE = (
+    "Expected a plain decimal integer such as 50 or -1000 (digits, optionally after -)"
+)
+_integer_queries: dict[Any, tuple[str, ...]] = {}
+
+
+def _is_integer(field: FieldDefinition) -> bool:
+    types = field.inner_types if field.is_optional else (field,)
+    return any(t.is_subclass_of(int) and not t.is_subclass_of(bool) for t in types)
+
+
+def _integer_query_names(handler: Any) -> tuple[str, ...]:
+    """The wire names of a route handler's integer query parameters."""
+    names = []
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        kwarg = field.kwarg_definition
+        if (
+            isinstance(kwarg, ParameterKwarg)
+            and not isinstance(kwarg, PathParameter)
+            and kwarg.header is None
+            and kwarg.cookie is None
+            and _is_integer(field)
+        ):
+            names.append(kwarg.query or name)
+    return tuple(names)
+
+
+def refuse_loose_integers(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` hook: an integer query parameter must be spelled as one.
+
+    Litestar's lax parsing reads ``limit=1e3`` as 1000 and ``limit=1.0`` as 1; the seed's
+    server answers 422 for anything but decimal digits (optionally after ``-``), and so do we.
+    Leading ``+``, blanks, hex and leading zeros are already refused by the parser itself.
+    """
+    handler = request.route_handler
+    names = _integer_queries.get(handler)
+    if names is None:
+        names = _integer_queries[handler] = _integer_query_names(handler)
+    errors = [
+        {"key": name, "source": "query", "message": _INTEGER_MESSAGE}
+        for name in names
+        if any(not _PLAIN_INTEGER.fullmatch(v) for v in request.query_params.getall(name, []))
+    ]
+    if errors:
+        raise ValidationException(detail="validation failed", extra=errors)
+
+
 __all__ = [
     "DEFAULT_LIMIT",
     "Limit",
@@ -80,4 +132,5 @@ __all__ = [
     "StatusParam",
     "TaskNamePath",
     "TaskNameQuery",
+    "refuse_loose_integers",
 ]

@@ -70,7 +70,13 @@ async def ready(daemon: NamedDependency[Daemon]) -> Response[str]:
 async def json_schema(
     request: Request[Any, Any, Any],
     name: Annotated[
-        str, PathParameter(description="Schema file, e.g. Run.json", min_length=1, max_length=100)
+        str,
+        PathParameter(
+            description="Schema file, e.g. Run.json",
+            min_length=1,
+            max_length=100,
+            schema_extra={"enum": [f"{name}.json" for name in sorted(WIRE_TYPES)]},
+        ),
     ],
 ) -> Response[bytes]:
     """The JSON Schema of a wire type named in a ``$schema`` field."""

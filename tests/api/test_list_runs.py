@@ -10,6 +10,7 @@ import random
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -270,6 +271,13 @@ BAD_INPUTS = [
     ("/api/tasks/bad!name/runs", "path.taskName", "bad!name"),
     ("/api/tasks/" + "a" * 101 + "/runs", "path.taskName", "a" * 101),
     ("/api/runs?limit=0", "query.limit", "0"),
+]
+# Integers are decimal digits, optionally after -: nothing a lax parser would also read.
+LOOSE_INTEGERS = ["1e3", "1.0", "+5", " 5", "0x10", "5 ", "1E1", "10.00"]
+BAD_INPUTS += [
+    (f"{path}?{name}={quote(spelling)}", f"query.{name}", spelling)
+    for spelling in LOOSE_INTEGERS
+    for path, name in [("/api/runs", "limit"), ("/api/tasks/alpha/runs", "offset")]
 ]
 
 

@@ -68,6 +68,8 @@ def test_from_and_limit_choose_the_window(
         ({"limit": "many"}, "query.limit", "many"),
         ({"from": "start"}, "query.from", "start"),
         ({"from": 2**53}, "query.from", str(2**53)),
+        ({"from": "-1e3"}, "query.from", "-1e3"),
+        ({"limit": "1.0"}, "query.limit", "1.0"),
     ],
 )
 def test_invalid_page_parameters_are_422(
