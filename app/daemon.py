@@ -129,12 +129,13 @@ class Daemon:
         self.started_at = self.clock.now()
         self._started_monotonic = self.clock.monotonic()
         await self.membership.join(self.tasks)
+        loop = asyncio.get_running_loop()
+        # Heart-beating from the moment the node exists: a slow start must not look dead.
+        self._heartbeats = loop.create_task(self._heartbeat_loop())
         await self._adopt()
         await self.supervisor.start()
         await self.scheduler.load_state()
-        loop = asyncio.get_running_loop()
         self._cron_loop = loop.create_task(self.scheduler.run())
-        self._heartbeats = loop.create_task(self._heartbeat_loop())
         self._loops = [
             self._cron_loop,
             loop.create_task(self._duties_loop()),
@@ -234,7 +235,7 @@ class Daemon:
         while True:
             if await self.membership.renew() is FenceAction.FENCE:
                 await self._fence()
-            await asyncio.sleep(self.timing.heartbeat)
+            await asyncio.sleep(self.membership.next_renewal())
 
     async def _fence(self) -> None:
         """Declared dead (or unable to prove otherwise while others live): stop every

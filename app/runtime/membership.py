@@ -22,6 +22,7 @@ from app.runtime.resilience import durably
 from domain.cluster import (
     DEFAULT_HEARTBEAT,
     DEFAULT_LEASE,
+    FENCE_MARGIN,
     FenceAction,
     NodeInfo,
     NodeState,
@@ -36,6 +37,8 @@ from domain.tasks import TaskSpec
 log = logging.getLogger(__name__)
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+LAST_CHANCE = 0.5
+"""Seconds the last attempt to renew a lease that is running out may take."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +150,37 @@ class Membership:
         self._report(reaped)
         return reaped
 
+    def trust_left(self) -> float:
+        """Seconds until this node must have renewed its lease or stop its processes (while
+        it has live peers: they may reap it once the lease runs out)."""
+        since = self._clock.monotonic() - self._last_renewal
+        return self.timing.lease - FENCE_MARGIN - since
+
+    def next_renewal(self) -> float:
+        """Seconds to wait before the next ``renew``: the heartbeat period, or less when
+        the last renewals failed and the lease is running out."""
+        if not self.peers:
+            return self.timing.heartbeat
+        return max(min(self.timing.heartbeat, self.trust_left()), LAST_CHANCE)
+
     async def renew(self) -> FenceAction:
-        """Renew the lease once (bounded by the heartbeat period); what to do next."""
+        """Renew the lease once; what to do next.
+
+        Each attempt is bounded by the heartbeat period and by the trust left in the lease
+        (with live peers), so a hanging database cannot keep this node running past the
+        moment survivors may take over; once that trust is spent (the node was frozen, or
+        its renewals failed), one short last attempt decides: renewed, the row was still
+        ``up`` and nobody took over; else it fences.
+        """
         sent = self._clock.monotonic()
         since = sent - self._last_renewal
-        if self.peers and since >= self.timing.lease - 1.0:
-            # Frozen or cut off while others were alive: they may already have reaped us.
-            return FenceAction.FENCE
+        wait = self.timing.heartbeat
+        if self.peers:
+            wait = min(wait, max(self.trust_left(), LAST_CHANCE))
         reached = True
         renewed = None
         try:
-            async with asyncio.timeout(max(self.timing.heartbeat, 0.5)):
+            async with asyncio.timeout(wait):
                 renewed = await self._store.heartbeat(
                     self.node_id, self.timing.lease, self.config_hash
                 )

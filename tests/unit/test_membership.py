@@ -138,3 +138,18 @@ async def test_back_after_an_outage_a_node_waits_a_lease_before_reaping() -> Non
     assert (await member.reap({})).nodes == ()
     world.clock.advance(TIMING.lease)
     assert (await member.reap({})).nodes == (peer.node_id,)
+
+
+async def test_a_late_node_nobody_reaped_keeps_its_lease_with_one_last_renewal() -> None:
+    # A slow start or a long pause: the trust in the lease is spent, but the store says the
+    # node is still up, so nothing was taken over and nothing needs stopping.
+    world = World()
+    member = world.member()
+    await member.join({})
+    peer = world.member()
+    await peer.join({})
+    await member.renew()
+    world.clock.advance(TIMING.lease + 5)
+    assert member.trust_left() < 0
+    assert await member.renew() is FenceAction.KEEP
+    assert member.trust_left() > 0
