@@ -1,8 +1,9 @@
 """``python -m bench`` (``make bench``): every benchmark, a table, ``bench/results.json``.
 
 Order: seed (or reuse) the history; listing, throughput and idle RSS on a daemon with 10
-idle tasks; API dispatch; cron; output. The benchmarks' own runs (tasks ``bench-*``) are
-deleted at the end so the seeded history stays as seeded for the next run.
+idle tasks; API dispatch on one node, then on 2 nodes of a cluster; cron; output; failover
+of a cluster of 2 nodes (``bench/failover.py``). The benchmarks' own runs (tasks
+``bench-*``) are deleted at the end so the seeded history stays as seeded for the next run.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psutil
 
-from bench import dispatch, listing, load, output, report
+from bench import dispatch, failover, listing, load, output, report
 from bench.env import ROOT, Usage, bench_database_url, start_daemon
 from bench.history import BIG_TASK
 from bench.profile import recording, summarize
@@ -28,7 +30,7 @@ from bench.seed import ensure_seeded, restore_active
 
 RESULTS = ROOT / "bench" / "results.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-PHASES = ("listing", "dispatch", "cron", "output")
+PHASES = ("listing", "dispatch", "cron", "output", "failover")
 IDLE_SETTLE_SECONDS = 3.0
 
 IDLE_CONFIG = '[scheduler]\ntimezone = "UTC"\n' + "".join(
@@ -51,7 +53,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-async def _machine(url: str) -> dict:
+async def _machine(url: str) -> dict[str, Any]:
     conn = await asyncpg.connect(url)
     try:
         version = await conn.fetchval("SHOW server_version")
@@ -73,6 +75,9 @@ async def cleanup(url: str) -> None:
     try:
         deleted = await conn.execute("DELETE FROM runs WHERE task_name LIKE 'bench-%'")
         await conn.execute("DELETE FROM task_ticks WHERE task_name LIKE 'bench-%'")
+        # The cluster's leftovers: slots of the bench's services, nodes killed by failover.
+        await conn.execute("DELETE FROM service_slots WHERE service LIKE 'bench-%'")
+        await conn.execute("DELETE FROM nodes WHERE state = 'dead'")
         if deleted != "DELETE 0":
             await conn.execute("VACUUM runs")
             await conn.execute("VACUUM run_logs")
@@ -89,7 +94,7 @@ async def restore_active_at(url: str) -> int:
         await conn.close()
 
 
-async def listing_phase(url: str, results: dict, profile: bool) -> None:
+async def listing_phase(url: str, results: dict[str, Any], profile: bool) -> None:
     daemon = start_daemon("listing", IDLE_CONFIG, url)
     try:
         # The daemon settled the seeded running/pending runs at start (crashed, skipped):
@@ -121,9 +126,9 @@ async def listing_phase(url: str, results: dict, profile: bool) -> None:
         daemon.stop()
 
 
-async def main_async(args: argparse.Namespace) -> dict:
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
-    results: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    results: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
     url = await bench_database_url()
     results["machine"] = await _machine(url)
     # Seeding migrates a new database: only then are there tables to clean.
@@ -133,11 +138,17 @@ async def main_async(args: argparse.Namespace) -> dict:
         if "listing" in args.only:
             await listing_phase(url, results, args.profile)
         if "dispatch" in args.only:
-            results["dispatch"] = await dispatch.triggers(url, log, args.profile)
+            results["dispatch"] = one = await dispatch.triggers(url, log, args.profile)
+            await cleanup(url)
+            results["dispatch_2_nodes"] = await dispatch.triggers(
+                url, log, args.profile, nodes=2, raw=one["baseline_spawn_per_s"]
+            )
         if "cron" in args.only:
             results["cron"] = await dispatch.cron(url, log, args.profile)
         if "output" in args.only:
             results["output"] = await output.capture(url, log, args.profile)
+        if "failover" in args.only:
+            results["failover"] = await failover.failover(url, log)
     finally:
         await cleanup(url)
     results["machine"]["load_after"] = round(os.getloadavg()[0], 2)

@@ -101,12 +101,12 @@ class Daemon:
 
     def rss_mb(self) -> float:
         """Resident memory of the daemon process itself (not of the runs it spawned)."""
-        return psutil.Process(self.pid).memory_info().rss / 1e6
+        return float(psutil.Process(self.pid).memory_info().rss) / 1e6
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the daemon process has used so far."""
         times = psutil.Process(self.pid).cpu_times()
-        return times.user + times.system
+        return float(times.user + times.system)
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""

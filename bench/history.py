@@ -18,6 +18,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 BIG_TASK = "big"
 OTHER_TASKS = 50
@@ -121,7 +122,7 @@ def _ending(rng: random.Random) -> str:
     return "success"
 
 
-def _task_rows(shape: TaskShape, end: datetime, rng: random.Random) -> Iterator[tuple]:
+def _task_rows(shape: TaskShape, end: datetime, rng: random.Random) -> Iterator[tuple[Any, ...]]:
     """The task's runs, oldest first; the newest may still be running or pending."""
     span = timedelta(seconds=shape.interval * shape.runs)
     # Ticks land on whole seconds so cron ticks of a task are distinct instants.
@@ -130,7 +131,7 @@ def _task_rows(shape: TaskShape, end: datetime, rng: random.Random) -> Iterator[
     active = 30 if shape.name == BIG_TASK else rng.choice((0, 0, 1))
     made = 0
     tick = 0
-    previous: tuple | None = None  # (id, end_at, reason, attempt) of the last attempt
+    previous: tuple[Any, ...] | None = None  # (id, end_at, reason, attempt) of the last attempt
     previous_trigger = "cron"
     while made < shape.runs:
         newest = shape.runs - made <= active
@@ -183,13 +184,13 @@ def _task_rows(shape: TaskShape, end: datetime, rng: random.Random) -> Iterator[
         made += 1
 
 
-def generate(total: int, task_runs: int, seed: int = 20261129) -> Iterator[list[tuple]]:
+def generate(total: int, task_runs: int, seed: int = 20261129) -> Iterator[list[tuple[Any, ...]]]:
     """Batches of rows for ``total`` runs, ``task_runs`` of them in ``big``."""
     if not 0 <= task_runs <= total:
         raise ValueError("task_runs must be between 0 and runs")
     rng = random.Random(seed)
     end = datetime.now(UTC) - timedelta(minutes=5)
-    batch: list[tuple] = []
+    batch: list[tuple[Any, ...]] = []
     for shape in task_shapes(total, task_runs, rng):
         for row in _task_rows(shape, end, rng):
             batch.append(row)

@@ -13,6 +13,7 @@ database.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ async def id_fragment(conn: asyncpg.Connection) -> str:
     return str(run_id)[-4:].lower()
 
 
-async def run(daemon_url: str, database_url: str, log: Callable[[str], None]) -> dict:
+async def run(daemon_url: str, database_url: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Time the whole matrix; returns ``{"floor": ..., "queries": [...]}``."""
     http = await Connection(daemon_url).open()
     conn = await asyncpg.connect(database_url)
@@ -128,7 +129,7 @@ async def run(daemon_url: str, database_url: str, log: Callable[[str], None]) ->
         results = []
         for case in matrix(await id_fragment(conn)):
             body = msgspec.json.decode(await http.get(case.path))
-            http_stats = summary(await timed(lambda c=case: http.get(c.path), REQUESTS))
+            http_stats = summary(await timed(functools.partial(http.get, case.path), REQUESTS))
             sql_stats = summary(await _timed_sql(sql_call(conn, case)))
             entry = {
                 "scope": case.scope,

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from bench.env import TOKEN
@@ -22,7 +23,7 @@ CONNECTIONS = 16
 SECONDS = 10
 
 
-def _wrk(url: str, seconds: int, connections: int) -> dict:
+def _wrk(url: str, seconds: int, connections: int) -> dict[str, Any]:
     out = subprocess.run(
         [
             "wrk",
@@ -43,7 +44,7 @@ def _wrk(url: str, seconds: int, connections: int) -> dict:
     return {"tool": "wrk", "rps": round(rps, 1), "errors": int(errors.group(1)) if errors else 0}
 
 
-async def _client(url: str, seconds: float, connections: int) -> dict:
+async def _client(url: str, seconds: float, connections: int) -> dict[str, Any]:
     from bench.http import Connection
 
     parts = urlsplit(url)
@@ -67,7 +68,7 @@ async def _client(url: str, seconds: float, connections: int) -> dict:
     return {**counts, "seconds": round(elapsed, 2), "rps": round(counts["requests"] / elapsed, 1)}
 
 
-def measure(url: str, seconds: int = SECONDS, connections: int = CONNECTIONS) -> dict:
+def measure(url: str, seconds: int = SECONDS, connections: int = CONNECTIONS) -> dict[str, Any]:
     """Requests per second that ``connections`` clients get from ``url`` over ``seconds``."""
     if shutil.which("wrk"):
         return {**_wrk(url, seconds, connections), "connections": connections}

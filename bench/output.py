@@ -12,8 +12,10 @@ log through ``GET .../log?from=N&limit=1000``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 
@@ -66,7 +68,7 @@ async def storage_floor(database_url: str) -> float:
         assert proc.stdout is not None
         stdout = proc.stdout
 
-        async def chunks():  # type: ignore[no-untyped-def]
+        async def chunks() -> AsyncIterator[tuple[str, int, bytes]]:
             seq = 0
             while chunk := await stdout.read(65536):
                 yield ("floor", seq, chunk)
@@ -84,7 +86,9 @@ async def storage_floor(database_url: str) -> float:
         await conn.close()
 
 
-async def capture(database_url: str, log: Callable[[str], None], profile: bool = False) -> dict:
+async def capture(
+    database_url: str, log: Callable[[str], None], profile: bool = False
+) -> dict[str, Any]:
     """Run the 200 MB task under the daemon; rate, peak RSS and log page reads."""
     pipe = await pipe_floor()
     floor = await storage_floor(database_url)
@@ -163,13 +167,13 @@ async def _follow(
         await asyncio.sleep(0.02)
 
 
-async def _read_pages(http: Connection, run_id: str, total: int) -> dict:
+async def _read_pages(http: Connection, run_id: str, total: int) -> dict[str, Any]:
     """p50/p99 of a 1,000-line page at the start, middle and end of the log."""
     pages = {}
     base = f"/api/tasks/{TASK}/runs/{run_id}/log"
     for name, first in (("start", 0), ("middle", total // 2), ("end", max(total - 1000, 0))):
         path = f"{base}?from={first}&limit=1000"
-        stats = summary(await timed(lambda p=path: http.get(p), PAGE_REQUESTS))
+        stats = summary(await timed(functools.partial(http.get, path), PAGE_REQUESTS))
         pages[name] = {"from": first, **stats, "target_p99_ms": 20.0}
         pages[name]["met"] = stats["p99_ms"] <= 20.0
     return pages

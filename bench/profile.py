@@ -17,6 +17,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench.env import ROOT, WORK
 
@@ -68,7 +69,7 @@ def recording(pid: int, name: str, enabled: bool) -> Iterator[Path | None]:
             proc.wait(5)
 
 
-def summarize(path: Path | None, top: int = 15) -> dict | None:
+def summarize(path: Path | None, top: int = 15) -> dict[str, Any] | None:
     """The heaviest frames of a collapsed-stack file: self time, and inclusive time of
     runwarden's own functions, as fractions of all samples."""
     if path is None or not path.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 START = "<!-- bench:results:start -->"
 END = "<!-- bench:results:end -->"
@@ -13,7 +14,7 @@ def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:,.2f}"
 
 
-def _cpu(figures: dict) -> str:
+def _cpu(figures: dict[str, Any]) -> str:
     value = figures.get("daemon_cpu_pct")
     return "—" if value is None else f"{value:.0f}% of a core"
 
@@ -22,7 +23,7 @@ def _met(value: bool | None) -> str:
     return "" if value is None else ("yes" if value else "**no**")
 
 
-def listing_table(listing: dict) -> list[str]:
+def listing_table(listing: dict[str, Any]) -> list[str]:
     floor = listing["floor"]
     lines = [
         f"HTTP floor (`GET /schemas/Run.json`, no database): p50 {_ms(floor['p50_ms'])} ms,"
@@ -42,7 +43,7 @@ def listing_table(listing: dict) -> list[str]:
     return lines
 
 
-def render(results: dict) -> str:
+def render(results: dict[str, Any]) -> str:
     """Every section present in ``results`` as Markdown."""
     out: list[str] = []
     m = results["machine"]
@@ -84,6 +85,17 @@ def render(results: dict) -> str:
             f" machine {d.get('machine_busy_pct', '—')}% busy.",
             "",
         ]
+        two = results.get("dispatch_2_nodes")
+        if two:
+            out += [
+                f"The same on **2 nodes** of one database (clients spread over both APIs,"
+                f" max_concurrent {two['max_concurrent']} cluster-wide): **{two['runs_per_s']:,.0f}"
+                f" runs/s** in all ({two['ratio']:.0%} of raw spawn; {d['runs_per_s']:,.0f} on 1"
+                f" node in this run); runs per node {', '.join(map(str, two['runs_per_node']))};"
+                f" daemons' CPU {_cpu(two)} together, machine {two.get('machine_busy_pct', '—')}%"
+                " busy.",
+                "",
+            ]
     if "cron" in results:
         c = results["cron"]
         out += [
@@ -119,6 +131,24 @@ def render(results: dict) -> str:
                 f" | ≤ 20 ms: {_met(page['met'])} |"
             )
         out.append("")
+    if "failover" in results:
+        f = results["failover"]
+        crashed, back = f["crashed"], f["instances_back"]
+        out += [
+            "### Cluster failover",
+            "",
+            f"{f['kills']} hard kills of one node of 2 (daemon and its process groups),"
+            f" lease {f['lease_s']:g} s, heartbeat {f['heartbeat_s']:g} s; from a `SELECT now()`"
+            " just before each kill:",
+            "",
+            "| what | p50 | max | target | met |",
+            "|---|---:|---:|---:|---|",
+            f"| victim's runs recorded `crashed` | {crashed['p50_s']:.2f} s"
+            f" | {crashed['max_s']:.2f} s | ≤ {crashed['target_s']:g} s | {_met(crashed['met'])} |",
+            f"| service back at 2 instances on the survivor | {back['p50_s']:.2f} s"
+            f" | {back['max_s']:.2f} s | ≤ {back['target_s']:g} s | {_met(back['met'])} |",
+            "",
+        ]
     if "idle_rss_mb" in results:
         out.append(
             f"Idle RSS with 10 tasks configured: **{results['idle_rss_mb']:.0f} MB** (aim ≤ 80 MB)."

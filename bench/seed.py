@@ -21,6 +21,8 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 
@@ -129,7 +131,7 @@ async def seed(url: str, runs: int, task_runs: int) -> dict[str, float]:
             await conn.execute(statement)
         await conn.execute(_TRUNCATE)
         definitions = await _drop_indexes(conn)
-        active: list[tuple] = []
+        active: list[tuple[Any, ...]] = []
         async with conn.transaction():
             await conn.execute("SET LOCAL session_replication_role = replica")
             for batch in generate(runs, task_runs):
@@ -180,8 +182,12 @@ async def restore_active(conn: asyncpg.Connection) -> int:
 
 
 async def ensure_seeded(
-    url: str, runs: int, task_runs: int, fresh: bool = False, log=print
-) -> dict:
+    url: str,
+    runs: int,
+    task_runs: int,
+    fresh: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Migrate, then seed unless the database already holds this history."""
     await migrate_async(url)
     conn = await asyncpg.connect(url)
@@ -208,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="default: BENCH_DATABASE_URL or a local server")
     args = parser.parse_args(argv)
 
-    async def run() -> dict:
+    async def run() -> dict[str, Any]:
         url = args.database_url or await bench_database_url()
         return await ensure_seeded(url, args.runs, args.task_runs, args.fresh)
 

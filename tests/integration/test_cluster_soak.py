@@ -91,7 +91,7 @@ class InstanceSampler(threading.Thread):
 async def _fetch(url: str, query: str, *args: object) -> list[asyncpg.Record]:
     connection = await asyncpg.connect(url)
     try:
-        return await connection.fetch(query, *args)
+        return list(await connection.fetch(query, *args))
     finally:
         await connection.close()
 
