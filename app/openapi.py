@@ -53,7 +53,7 @@ def event_stream_response(*data_types: type) -> dict[int, ResponseSpec]:
         200: ResponseSpec(
             # The union only puts the types in the document's components; the schema of an
             # event replaces it (_describe_events).
-            data_container=Union[data_types],  # type: ignore[valid-type]  # noqa: UP007
+            data_container=Union[data_types],  # noqa: UP007
             media_type=EVENT_STREAM,
             description="The events",
             generate_examples=False,
