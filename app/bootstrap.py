@@ -26,6 +26,7 @@ from adapters.executor import SubprocessExecutor
 from adapters.postgres.cluster import CONTROL_CHANNEL, PostgresCluster
 from adapters.postgres.database import create_engine, migrate_async, ping
 from adapters.postgres.embedded import EmbeddedPostgres
+from adapters.postgres.events import CHANNEL as RUNS_CHANNEL
 from adapters.postgres.events import PostgresRunEvents
 from adapters.postgres.logs import PostgresLogStore
 from adapters.postgres.runs import PostgresRunRepository
@@ -130,6 +131,7 @@ def create_app(settings: Settings) -> Litestar:
             )
             # Stop requests and freed slots from other nodes, on the same connection.
             run_events.on_channel(CONTROL_CHANNEL, daemon.on_control)
+            run_events.on_channel(RUNS_CHANNEL, daemon.on_run_change)
             await run_events.start()
             parts.push_async_callback(run_events.stop)
             app.state.run_events = run_events

@@ -227,6 +227,17 @@ class Daemon:
         )
         return report
 
+    def on_run_change(self, payload: str) -> None:
+        """A run changed somewhere in the cluster (``runwarden_runs``): when one ended, runs
+        of its task waiting here for a slot that another node held try again now."""
+        if not self.dispatcher.waiting_for_slots or '"status": "ended"' not in payload:
+            return
+        try:
+            task_name = json.loads(payload)["task_name"]
+        except (ValueError, KeyError, TypeError):
+            return
+        self.dispatcher.slot_freed(str(task_name))
+
     async def nodes(self) -> Sequence[NodeStatus]:
         """Every node of the cluster, judged alive on the database's clock."""
         return await self.cluster.nodes(self.timing.lease)

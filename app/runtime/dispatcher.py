@@ -29,7 +29,8 @@ from domain.tasks import TaskSpec
 log = logging.getLogger(__name__)
 
 RECLAIM_DELAY = 1.0
-"""Seconds before a run whose slot was taken elsewhere (another daemon) is tried again."""
+"""Seconds before a run whose slot was taken elsewhere (another node) is tried again, unless
+the end of a run of its task somewhere in the cluster (``slot_freed``) says so sooner."""
 PID_RECORD_DELAY = 1.0
 """Seconds a process lives before its pid is written on its own. The end of a shorter run
 writes the pid with the rest of the row, which spares most short runs a write; crash
@@ -85,6 +86,10 @@ class Dispatcher:
         self._tasks = tasks
         self._queues: dict[str, deque[Run]] = {name: deque() for name in tasks}
         self._wakeups: dict[str, asyncio.TimerHandle] = {}
+        # Runs whose claim found every slot taken (by other nodes): they wait, and the rest
+        # of their task's queue behind them, until a slot frees somewhere.
+        self._parked: dict[str, list[Run]] = {}
+        self._parked_timers: dict[str, asyncio.TimerHandle] = {}
         self._active: dict[str, _Active] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -93,9 +98,11 @@ class Dispatcher:
         return sum(1 for a in self._active.values() if a.run.task_name == task_name)
 
     def queued_count(self, task_name: str | None = None) -> int:
+        """Runs this node holds that wait for a slot (queued, or parked: see ``_park``)."""
         if task_name is None:
-            return sum(len(q) for q in self._queues.values())
-        return len(self._queues.get(task_name, ()))
+            queued = sum(len(q) for q in self._queues.values())
+            return queued + sum(len(p) for p in self._parked.values())
+        return len(self._queues.get(task_name, ())) + len(self._parked.get(task_name, ()))
 
     def submit(self, run: Run) -> None:
         """Queue a recorded pending run; it starts as soon as its task has a free slot.
@@ -132,6 +139,38 @@ class Dispatcher:
         await self._terminate(active)
         await active.done.wait()
 
+    @property
+    def waiting_for_slots(self) -> bool:
+        """Whether some run waits for another node to free a slot of its task."""
+        return bool(self._parked)
+
+    def slot_freed(self, task_name: str) -> None:
+        """A run of ``task_name`` ended somewhere in the cluster: claim again now the runs
+        that found its slots taken, first in, first out."""
+        if (handle := self._parked_timers.pop(task_name, None)) is not None:
+            handle.cancel()
+        parked = self._parked.pop(task_name, [])
+        queue = self._queues.get(task_name)
+        if queue is None:
+            return
+        for run in sorted(parked, key=lambda r: (r.created_at, r.id), reverse=True):
+            queue.appendleft(run)
+        self._pump(task_name)
+
+    def _cancel_timers(self) -> None:
+        for handle in (*self._wakeups.values(), *self._parked_timers.values()):
+            handle.cancel()
+        self._wakeups.clear()
+        self._parked_timers.clear()
+
+    def _park(self, run: Run) -> None:
+        self._parked.setdefault(run.task_name, []).append(run)
+        if run.task_name not in self._parked_timers:
+            loop = asyncio.get_running_loop()
+            self._parked_timers[run.task_name] = loop.call_later(
+                RECLAIM_DELAY, self.slot_freed, run.task_name
+            )
+
     def stop_here(self, run_id: str) -> bool:
         """Stop a run this dispatcher runs, in the background (a request from another
         node); False if it does not run it."""
@@ -141,18 +180,11 @@ class Dispatcher:
         self._spawn_worker(self.stop(active.run))
         return True
 
-    def holds(self, run_id: str) -> bool:
-        """Whether this dispatcher has the run queued or running."""
-        return run_id in self._active or any(
-            r.id == run_id for q in self._queues.values() for r in q
-        )
-
     async def abandon(self) -> None:
         """This node was reaped: kill every process at once (SIGKILL to its group), forget
         the queue, record nothing. A survivor has settled these runs already."""
-        for handle in self._wakeups.values():
-            handle.cancel()
-        self._wakeups.clear()
+        self._cancel_timers()
+        self._parked.clear()
         for queue in self._queues.values():
             queue.clear()
         actives = list(self._active.values())
@@ -174,8 +206,7 @@ class Dispatcher:
         Queued runs stay ``pending`` in the store; the next start resumes them.
         """
         self._closing = True
-        for handle in self._wakeups.values():
-            handle.cancel()
+        self._cancel_timers()
         for active in list(self._active.values()):
             active.stopped = True
         await asyncio.gather(
@@ -201,6 +232,9 @@ class Dispatcher:
         dropped: list[Run] = []
         for name in [n for n in self._queues if n not in tasks]:
             dropped.extend(self._queues.pop(name))
+            dropped.extend(self._parked.pop(name, []))
+            if (timer := self._parked_timers.pop(name, None)) is not None:
+                timer.cancel()
             if (handle := self._wakeups.pop(name, None)) is not None:
                 handle.cancel()
         for name in tasks:
@@ -209,7 +243,7 @@ class Dispatcher:
         return dropped
 
     def _pump(self, task_name: str) -> None:
-        if self._closing or task_name not in self._tasks:
+        if self._closing or task_name not in self._tasks or task_name in self._parked:
             return
         task = self._tasks[task_name]
         queue = self._queues[task_name]
@@ -267,9 +301,8 @@ class Dispatcher:
             and stored.node_id in (None, run.node_id)
             and not active.stopped
         ):
-            # Another daemon holds the task's slots: try again shortly.
-            loop = asyncio.get_running_loop()
-            loop.call_later(RECLAIM_DELAY, self.submit, stored)
+            # Other nodes hold the task's slots: wait for one to free.
+            self._park(stored)
         return None
 
     async def _run_process(self, active: _Active, claimed: Run | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import pytest
 
@@ -252,3 +253,45 @@ async def test_an_abandoned_run_is_killed_and_nothing_is_recorded(make_world) ->
     assert await world.status(queued) is RunStatus.PENDING
     assert world.dispatcher.queued_count() == 0
     assert len(world.executor.started) == 1
+
+
+async def test_a_run_whose_slot_another_node_holds_waits_until_a_run_of_its_task_ends(
+    make_world,
+) -> None:
+    world = make_world(TaskSpec(name="t", run="work", max_concurrent=1))
+
+    def node(name: str) -> Dispatcher:
+        return Dispatcher(
+            world.repo, world.logs, world.executor, world.clock, world.tasks, node=lambda: name
+        )
+
+    a, b = node("node-a"), node("node-b")
+    claims = 0
+    claim = world.repo.claim
+
+    async def counted(run: Run, at: datetime, max_concurrent: int) -> Run | None:
+        nonlocal claims
+        claims += 1
+        return await claim(run, at, max_concurrent)
+
+    world.repo.claim = counted  # type: ignore[method-assign]
+    first, _ = await services.trigger_run(world.repo, world.clock, world.tasks["t"])
+    a.submit(first.run)
+    await settle()
+    queued = [
+        (await services.trigger_run(world.repo, world.clock, world.tasks["t"]))[0].run
+        for _ in range(3)
+    ]
+    for run in queued:
+        b.submit(run)
+    await settle()
+    # One claim found the slot taken; the others wait behind it without asking again.
+    assert (b.waiting_for_slots, b.queued_count("t")) == (True, 3)
+    assert claims == 2
+    world.executor.started[0].finish(0)
+    await eventually(lambda: _is(world, first.run, RunStatus.ENDED))
+    b.slot_freed("t")
+    await eventually(lambda: _is(world, queued[0], RunStatus.RUNNING))
+    assert [await world.status(r) for r in queued[1:]] == [RunStatus.PENDING] * 2
+    await a.shutdown()
+    await b.shutdown()
