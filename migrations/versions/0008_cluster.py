@@ -72,12 +72,18 @@ def _functions() -> list[str]:
         batched.CLAIM_MANY,
         ("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"),
         (
+            "    claimed runs;\nBEGIN",
+            "    claimed runs;\n"
+            "    -- Read once per batch (a query per item cost more than the claims).\n"
+            "    up_nodes uuid[] := ARRAY(SELECT n.id FROM nodes n WHERE n.state = 'up');\n"
+            "BEGIN",
+        ),
+        (
             "CONTINUE WHEN n_running >= (e.v ->> 'max')::integer;",
             "CONTINUE WHEN n_running >= (e.v ->> 'max')::integer;\n"
             "        -- Only a live node takes a slot: one that was reaped owns nothing.\n"
-            "        CONTINUE WHEN e.v ->> 'node' IS NOT NULL AND NOT EXISTS (\n"
-            "            SELECT 1 FROM nodes n\n"
-            "             WHERE n.id = (e.v ->> 'node')::uuid AND n.state = 'up');",
+            "        CONTINUE WHEN e.v ->> 'node' IS NOT NULL\n"
+            "            AND NOT (e.v ->> 'node')::uuid = ANY (up_nodes);",
         ),
         (
             "start_at = (e.v ->> 'at')::timestamptz, pid = NULL",
@@ -90,10 +96,16 @@ def _functions() -> list[str]:
         ("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"),
         (_OLD_COLUMNS, _NEW_COLUMNS),
         (
+            "    t integer;\nBEGIN",
+            "    t integer;\n"
+            "    -- Read once per batch (a query per item cost more than the admits).\n"
+            "    up_nodes uuid[] := ARRAY(SELECT n.id FROM nodes n WHERE n.state = 'up');\n"
+            "BEGIN",
+        ),
+        (
             "AND n_running[t] < max_c[k] THEN",
             "AND n_running[t] < max_c[k]\n"
-            "              AND (r.node_id IS NULL OR EXISTS (\n"
-            "                  SELECT 1 FROM nodes n WHERE n.id = r.node_id AND n.state = 'up'))\n"
+            "              AND (r.node_id IS NULL OR r.node_id = ANY (up_nodes))\n"
             "              THEN",
         ),
     )
