@@ -139,9 +139,7 @@ class Membership:
             if killed:
                 log.warning("killed %d processes left by a daemon that died", killed)
         reaped = await durably(
-            lambda: self._store.reap(
-                me.id, self.timing.lease, tasks, forced, settle_unowned=True
-            ),
+            lambda: self._store.reap(me.id, self.timing.lease, tasks, forced, settle_unowned=True),
             what="settling dead daemons",
         )
         log.info("node %s joined the cluster (%d other live nodes)", me.id, self.peers)
