@@ -1,4 +1,4 @@
-"""``runwarden serve | validate | migrate | hash-token``."""
+"""``runwarden serve | validate | migrate | hash-token | notify test``."""
 
 from __future__ import annotations
 
@@ -91,6 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
         "the argument or on stdin (one line). The file then holds no usable secret.",
     )
     hash_token.add_argument("token", nargs="?", help="the token (default: read from stdin)")
+
+    notify = commands.add_parser(
+        "notify", help="notification channels", description="Notification channels."
+    )
+    notify_commands = notify.add_subparsers(dest="notify_command", required=True, metavar="CMD")
+    notify_test = notify_commands.add_parser(
+        "test",
+        help="send a test notification through a running daemon and wait for the outcome",
+        description="POST /api/notifiers/NAME/test?wait=true on a running daemon; exit 0 once "
+        "it was delivered, 1 if it was given up or is still being tried.",
+    )
+    notify_test.add_argument("name", help="the notifier, as in [notifiers.NAME]")
+    notify_test.add_argument(
+        "--url",
+        default=_env("RUNWARDEN_URL", "http://127.0.0.1:9477"),
+        help="the daemon (env RUNWARDEN_URL; default %(default)s)",
+    )
+    notify_test.add_argument(
+        "--wait", type=int, default=60, help="seconds to wait for the outcome (default 60)"
+    )
     return parser
 
 
@@ -244,6 +264,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    """``notify test NAME``: the API token comes from RUNWARDEN_TOKEN."""
+    import httpx
+
+    token = os.environ.get("RUNWARDEN_TOKEN", "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = f"{args.url.rstrip('/')}/api/notifiers/{args.name}/test"
+    try:
+        response = httpx.post(
+            url,
+            params={"wait": "true", "wait_timeout": str(args.wait)},
+            headers=headers,
+            timeout=args.wait + 10,
+        )
+    except httpx.HTTPError as exc:
+        return _fail(f"cannot reach the daemon at {args.url}: {exc}")
+    body = response.json() if response.content else {}
+    if response.status_code != 201:
+        return _fail(f"{response.status_code}: {body.get('detail', response.text)}")
+    status = body.get("status")
+    print(f"notification {body.get('id')} to {args.name}: {status}", end="")
+    error = body.get("last_error")
+    print(f" ({error})" if error else "")
+    return 0 if status == "delivered" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     from app.security import RequestIdFilter
 
@@ -262,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": cmd_validate,
         "migrate": cmd_migrate,
         "hash-token": cmd_hash_token,
+        "notify": cmd_notify,
     }
     try:
         return handlers[args.command](args)

@@ -19,6 +19,9 @@ from domain.errors import (
     IllegalTransition,
     InvalidFilter,
     NotAService,
+    NotificationNotDead,
+    NotificationNotFound,
+    NotifierNotFound,
     NotTriggerable,
     RunNotActive,
     RunNotFound,
@@ -50,6 +53,9 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     IllegalTransition: 409,
     InvalidFilter: 422,
     StoreUnavailable: 503,
+    NotifierNotFound: 404,
+    NotificationNotFound: 404,
+    NotificationNotDead: 409,
 }
 
 

@@ -32,6 +32,8 @@ DEFAULT_ON = ("failed", "timeout", "crashed", "log_overflow", "recovered")
 """A channel's ``on`` when the config does not say."""
 
 TEST_EVENT = "notify.test"
+TAIL_EVENTS = frozenset({*(f"run.{reason.value}" for reason in EndReason), "run.long_running"})
+"""Events whose message carries the run's last output lines."""
 BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 300.0
 DEFAULT_BUDGET = 24 * 3600.0

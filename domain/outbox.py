@@ -111,3 +111,14 @@ def matches(delivery: Delivery, query: DeliveryQuery) -> bool:
         and (query.task_name is None or delivery.task_name == query.task_name)
         and (query.run_id is None or delivery.run_id == query.run_id)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """How one try went, as the channel saw it."""
+
+    verdict: Verdict
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    """Seconds the receiver asked to wait (``Retry-After``)."""

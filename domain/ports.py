@@ -13,9 +13,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from domain.channels import ChannelSpec
 from domain.cluster import Heartbeat, NodeInfo, NodeStatus
 from domain.listing import RunPage, RunQuery
 from domain.logs import LogBatch, LogLine, LogStream
+from domain.messages import Message
 from domain.notifications import Routing
 from domain.outbox import (
     Attempt,
@@ -25,6 +27,7 @@ from domain.outbox import (
     DeliveryPage,
     DeliveryQuery,
     Outcome,
+    SendResult,
 )
 from domain.policies import Admission
 from domain.run import EndReason, Run, RunStatus
@@ -512,3 +515,20 @@ class NotificationOutbox(Protocol):
 
     # Last, so that its name does not shadow the builtin in the annotations above.
     async def list(self, query: DeliveryQuery) -> DeliveryPage: ...
+
+
+class ChannelSender(Protocol):
+    """Sends one message on one channel.
+
+    Contract: returns how the try went and never raises for the receiver's failures — a
+    network error or a timeout is a ``retry`` with the error's text; a 2xx is
+    ``delivered``; other answers per ``domain.notifications.verdict_for_status``
+    (redirects are not followed). Gives up after the channel's ``timeout``. Error texts
+    contain none of the channel's secrets (``ChannelSpec.redact``).
+    """
+
+    async def send(self, channel: ChannelSpec, message: Message) -> SendResult: ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

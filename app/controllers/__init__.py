@@ -6,6 +6,7 @@ from typing import Any
 
 from app.controllers.events import RunEventController
 from app.controllers.logs import LogController
+from app.controllers.notifications import NotificationController
 from app.controllers.ops import info, metrics, nodes
 from app.controllers.runs import RunController
 from app.controllers.system import health, json_schema, openapi_document, ready
@@ -13,6 +14,7 @@ from app.controllers.tasks import TaskController
 
 ROUTE_HANDLERS: list[Any] = [
     LogController,
+    NotificationController,
     RunEventController,
     RunController,
     TaskController,
