@@ -136,7 +136,7 @@ def _channel(name: str, raw: Any, add: Add) -> ChannelSpec | None:
         if key not in _KEYS[kind]:
             other = [t for t, keys in _KEYS.items() if key in keys]
             hint = _closest(key, _KEYS[kind]) or (
-                f'only type "{other[0]}" has it'
+                f"only type {' / '.join(other)} has it"
                 if other
                 else f"valid keys: {', '.join(_KEYS[kind])}"
             )
