@@ -279,6 +279,21 @@ class InMemoryOutbox(NotificationOutbox):
         self._budget_from[delivery_id] = now
         return True
 
+    async def prune(self, before: datetime, batch: int) -> int:
+        events: dict[str, list[Delivery]] = {}
+        for d in self.deliveries.values():
+            events.setdefault(d.event_id, []).append(d)
+        gone = [
+            event
+            for event, items in events.items()
+            if items[0].created_at < before and not any(d.status in _DUE for d in items)
+        ][:batch]
+        for event in gone:
+            for d in events[event]:
+                del self.deliveries[d.id]
+                self._attempts.pop(d.id, None)
+        return len(gone)
+
     async def get(self, delivery_id: str) -> Delivery | None:
         return self.deliveries.get(delivery_id)
 

@@ -31,7 +31,8 @@ _KEYS: dict[ChannelType, tuple[str, ...]] = {
     ChannelType.APPRISE: (*_COMMON, "url"),
 }
 _ALL_KEYS = sorted({key for keys in _KEYS.values() for key in keys})
-_NOTIFY_KEYS = ("coalesce_window", "base_url", "retry_budget")
+_NOTIFY_KEYS = ("coalesce_window", "base_url", "retry_budget", "keep_for")
+DEFAULT_KEEP_FOR = 30 * 86400.0
 _SMTP_PORTS = {SmtpTls.NONE: 25, SmtpTls.STARTTLS: 587, SmtpTls.TLS: 465}
 
 
@@ -43,6 +44,8 @@ class NotifySettings:
     base_url: str | None = None
     """Links to runs start here; None: the daemon's own URL."""
     retry_budget: float = DEFAULT_BUDGET
+    keep_for: float = DEFAULT_KEEP_FOR
+    """Settled notifications older than this are deleted."""
     notifiers: dict[str, ChannelSpec] = field(default_factory=dict)
 
 
@@ -89,8 +92,8 @@ def load_notify(raw: Any, add: Add) -> NotifySettings:
             except (ValueError, TypeError) as error:
                 add("notify", f'"{key}": {error}', key, 'e.g. "1h" or "30m"')
                 continue
-            if key == "retry_budget" and seconds <= 0:
-                add("notify", '"retry_budget": must be longer than 0s', key, 'e.g. "24h"')
+            if key in ("retry_budget", "keep_for") and seconds <= 0:
+                add("notify", f'"{key}": must be longer than 0s', key, 'e.g. "24h"')
                 continue
             values[key] = seconds
     return NotifySettings(**values)

@@ -478,7 +478,11 @@ class NotificationOutbox(Protocol):
     - ``finish`` records the try numbered ``attempt`` and, if ``node`` still holds the
       delivery from that claim, its new state; says whether it did.
     - ``retry`` makes a ``dead`` delivery pending again with a fresh budget; False if it is
-      not dead. ``get``/``attempts``/``list``/``stats``/``count_for_run`` read.
+      not dead.
+    - ``prune`` deletes, in one bounded batch, events created before ``before`` whose
+      deliveries are all settled (delivered, dead, suppressed), with their deliveries and
+      attempts; returns how many events it deleted.
+    - ``get``/``attempts``/``list``/``stats``/``count_for_run`` read.
     """
 
     async def configure(self, routing: Routing) -> None: ...
@@ -504,6 +508,8 @@ class NotificationOutbox(Protocol):
     async def finish(self, delivery_id: str, node: str, attempt: int, outcome: Outcome) -> bool: ...
 
     async def retry(self, delivery_id: str) -> bool: ...
+
+    async def prune(self, before: datetime, batch: int) -> int: ...
 
     async def get(self, delivery_id: str) -> Delivery | None: ...
 

@@ -12,6 +12,7 @@ import builtins
 import json
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -83,6 +84,16 @@ _STATS = sa.text(
            (array_agg(last_error ORDER BY last_attempt_at DESC NULLS LAST)
                FILTER (WHERE status IN ('retrying', 'dead')))[1] AS last_error
       FROM notify_deliveries GROUP BY channel
+    """
+)
+_PRUNE = sa.text(
+    """
+    DELETE FROM notify_events WHERE id IN (
+        SELECT e.id FROM notify_events e
+         WHERE e.created_at < :before
+           AND NOT EXISTS (SELECT 1 FROM notify_deliveries d WHERE d.event_id = e.id
+                            AND d.status IN ('pending', 'retrying', 'sending'))
+         ORDER BY e.created_at LIMIT :batch)
     """
 )
 _CHANNELS_OF = sa.text("SELECT runwarden_notify_channels(:task, :event)")
@@ -258,6 +269,11 @@ class PostgresOutbox(NotificationOutbox):
             return False
         async with autocommit(self._engine) as conn:
             return (await conn.execute(_RETRY, {"id": delivery_id})).rowcount == 1
+
+    async def prune(self, before: datetime, batch: int) -> int:
+        async with autocommit(self._engine) as conn:
+            result = await conn.execute(_PRUNE, {"before": before, "batch": batch})
+            return result.rowcount
 
     async def get(self, delivery_id: str) -> Delivery | None:
         if not _uuid_like(delivery_id):

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from app.config import positive_from_env
@@ -45,6 +45,10 @@ LEASE_MARGIN = 30.0
 """Seconds a claim outlives the slowest channel's timeout: a node that dies holding one
 leaves it to the others after this (plus the timeout)."""
 WAIT_POLL = 0.2
+PRUNE_INTERVAL = 600.0
+"""Seconds between a node's deletions of settled notifications older than ``keep_for``
+(a batch of at most ``PRUNE_BATCH`` events each)."""
+PRUNE_BATCH = 500
 
 
 def routing_of(settings: NotifySettings, tasks: Mapping[str, TaskSpec]) -> Routing:
@@ -87,6 +91,7 @@ class NotificationRelay:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._next_prune = 0.0
 
     @property
     def channels(self) -> Mapping[str, ChannelSpec]:
@@ -130,6 +135,11 @@ class NotificationRelay:
             return
         await self.outbox.flush()
         await self.outbox.emit_long_running()
+        if self._clock.monotonic() >= self._next_prune:
+            self._next_prune = self._clock.monotonic() + PRUNE_INTERVAL
+            before = self._clock.now() - timedelta(seconds=self.settings.keep_for)
+            # Batches, so no transaction holds many rows; the next look goes on.
+            await self.outbox.prune(before, PRUNE_BATCH)
         free = MAX_IN_FLIGHT - len(self._in_flight)
         if free <= 0:
             return

@@ -118,6 +118,8 @@ CREATE TABLE notify_attempts (
     "CREATE INDEX ix_notify_due ON notify_deliveries (next_attempt_at) "
     "WHERE status IN ('pending', 'retrying', 'sending')",
     "CREATE INDEX ix_notify_deliveries_run ON notify_deliveries (run_id)",
+    "CREATE INDEX ix_notify_deliveries_event ON notify_deliveries (event_id)",
+    "CREATE INDEX ix_notify_events_created ON notify_events (created_at)",
     "CREATE INDEX ix_notify_deliveries_task ON notify_deliveries (task_name, seq)",
     "CREATE INDEX ix_notify_deliveries_channel ON notify_deliveries (channel, status)",
 ]

@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -293,6 +293,19 @@ async def test_listing_is_newest_first_filtered_and_paged(outbox: Outbox) -> Non
     assert only.total == 2
     assert await outbox.box.get("no-such-id") is None
     assert await outbox.box.get(str(uuid.uuid4())) is None
+
+
+async def test_prune_removes_old_settled_events_only(outbox: Outbox) -> None:
+    ids = await _pending(outbox, 2)
+    (claimed,) = await outbox.box.claim(NODE_A, 1, 30)
+    settled = claimed.delivery.id
+    (waiting,) = set(ids) - {settled}
+    await outbox.box.finish(settled, NODE_A, 1, Outcome(Verdict.DELIVERED))
+    assert await outbox.box.prune(outbox.now() - timedelta(hours=1), 100) == 0  # too young
+    assert await outbox.box.prune(outbox.now() + timedelta(seconds=5), 100) == 1
+    assert await outbox.box.get(settled) is None
+    assert await outbox.box.attempts(settled) == []
+    assert await outbox.box.get(waiting) is not None
 
 
 @pytest.fixture(params=["memory", "postgres"])
