@@ -116,6 +116,11 @@ class NotificationRelay:
     def wake(self) -> None:
         self._wake.set()
 
+    async def drain(self) -> None:
+        """Wait for the tries in flight to be recorded (tests, a look by hand)."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
     async def _run(self) -> None:
         while True:
             try:

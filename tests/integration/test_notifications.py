@@ -75,6 +75,17 @@ from = "runwarden@example.com"
 to = ["ops@example.com"]
 tasks = ["fails-mail"]
 
+[notifiers.watch]
+type = "webhook"
+url = "{url}/watch"
+on = ["long_running"]
+tasks = ["slow"]
+
+[tasks.slow]
+run = "sleep 60"
+warn_after = "1s"
+graceful_stop = "1s"
+
 [tasks.fails-flaky]
 run = "for i in $(seq 1 30); do echo line $i; done; exit 3"
 
@@ -107,6 +118,7 @@ def hook() -> Iterator[Receiver]:
         r.script("/missing", Answer(404))
         r.script("/gone/T000/B000/XXXXSECRETPATH", Answer(410))
         r.script("/hangs", Answer(200, hang=30))
+        r.script("/watch", Answer(200))
         yield r
 
 
@@ -254,6 +266,21 @@ def test_a_receiver_that_hangs_is_timed_out_retried_then_dead(
     assert len(found["attempts"]) >= 2
     assert "no answer within 1s" in found["attempts"][0]["error"]
     assert {r.webhook_id for r in hook.at("/hangs")} == {found["id"]}
+
+
+def test_a_run_past_warn_after_is_reported_once(daemon: DaemonProcess, hook: Receiver) -> None:
+    with daemon.client() as client:
+        run = client.post("/api/tasks/slow/run").json()
+        (received,) = hook.wait_for("/watch", 1)
+        body = received.json
+        assert body["type"] == "run.long_running"
+        assert body["data"]["run_id"] == run["id"]
+        assert body["data"]["warn_after_seconds"] == 1
+        wait_for(lambda: _notifications(client, channel="watch", status="delivered"))
+        stopped = client.post(f"/api/tasks/slow/runs/{run['id']}/stop")
+        assert stopped.status_code == 200, stopped.text
+        assert len(_notifications(client, channel="watch")) == 1  # once per run
+    assert len(hook.at("/watch")) == 1
 
 
 def test_smtp_sink_receives_the_mail(daemon: DaemonProcess, sink: tuple[Sink, int]) -> None:

@@ -6,6 +6,7 @@ Waits are bounded guards that turn a hang into a failure, not timing assertions.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -109,3 +110,36 @@ def test_a_daemon_killed_holding_claims_loses_nothing(database_url: str, tmp_pat
     assert {d["id"] for d in delivered} == set(ids)
     assert {r.webhook_id for r in after} == set(ids)  # each sent again, same id
     assert all(d["attempt_count"] >= 2 for d in delivered)
+
+
+MISSED = """
+[notifiers.hook]
+type = "webhook"
+url = "{url}/hook"
+on = ["missed"]
+
+[tasks.ticker]
+run = "true"
+cron = "* * * * * *"
+"""
+
+
+def test_ticks_missed_while_no_daemon_was_up_are_reported(
+    database_url: str, tmp_path: Path
+) -> None:
+    with receiver() as hook:
+        hook.script("/hook", Answer(200))
+        env = {"RUNWARDEN_NOTIFY_POLL": "0.2"}
+        with cluster(MISSED.format(url=hook.url), database_url, tmp_path, 1, env) as nodes:
+            first = nodes.daemons[0]
+            with first.client() as client:
+                wait_until(lambda: client.get("/api/tasks/ticker/runs").json()["total"] >= 1)
+            first.terminate()
+            time.sleep(3)  # ticks pass while no daemon is up
+            nodes.start()
+            received = hook.wait_for("/hook", 1)[0]
+    body = received.json
+    assert body["type"] == "run.missed"
+    assert body["data"]["task"] == "ticker"
+    assert body["data"]["count"] >= 2
+    assert body["data"]["catch_up"] == "latest"
