@@ -251,6 +251,13 @@ BEGIN
     END IF;
     win := coalesce((SELECT coalesce_window FROM notify_settings), '1 hour');
     chans := runwarden_notify_channels(NEW.task_name, ev);
+    IF NEW.end_reason IN ('success', 'failed', 'timeout', 'crashed', 'log_overflow') THEN
+        -- The task's streak row first, then its streams, on every path: one lock order.
+        INSERT INTO notify_task_state (task_name) VALUES (NEW.task_name)
+        ON CONFLICT DO NOTHING;
+        SELECT failure_notified INTO notified FROM notify_task_state
+         WHERE task_name = NEW.task_name FOR UPDATE;
+    END IF;
     IF cardinality(chans) > 0 THEN
         -- The row first (so racing ends of one task queue on its lock), then decide.
         INSERT INTO notify_streams (task_name, event, window_started_at)
@@ -274,13 +281,11 @@ BEGIN
     END IF;
     IF NEW.end_reason IN ('failed', 'timeout', 'crashed', 'log_overflow')
        AND cardinality(chans) > 0 THEN
-        INSERT INTO notify_task_state AS t (task_name, failure_notified)
-        VALUES (NEW.task_name, true)
-        ON CONFLICT (task_name) DO UPDATE SET failure_notified = true
-         WHERE NOT t.failure_notified;
+        IF NOT notified THEN
+            UPDATE notify_task_state SET failure_notified = true
+             WHERE task_name = NEW.task_name;
+        END IF;
     ELSIF NEW.end_reason = 'success' THEN
-        SELECT failure_notified INTO notified FROM notify_task_state
-         WHERE task_name = NEW.task_name FOR UPDATE;
         FOR s IN SELECT * FROM notify_streams
                   WHERE task_name = NEW.task_name AND event IN ({FAILURE_EVENTS})
                   ORDER BY event FOR UPDATE
@@ -291,7 +296,7 @@ BEGIN
         END LOOP;
         DELETE FROM notify_streams
          WHERE task_name = NEW.task_name AND event IN ({FAILURE_EVENTS});
-        IF coalesce(notified, false) THEN
+        IF notified THEN
             UPDATE notify_task_state SET failure_notified = false
              WHERE task_name = NEW.task_name;
             PERFORM runwarden_notify_emit('run.recovered', NEW.task_name, NEW.id,
