@@ -338,3 +338,11 @@ async def test_racing_claimers_never_share_a_delivery(crowded: Outbox) -> None:
 
     await asyncio.gather(*(claimer(str(uuid.uuid4())) for _ in range(12)))
     assert sorted(got) == sorted(ids)
+
+
+async def test_racing_ends_of_one_task_send_the_first_once(crowded: Outbox) -> None:
+    await crowded.box.configure(Routing(channels=(OPS,), coalesce_window=3600))
+    await asyncio.gather(*(crowded.end("job", EndReason.FAILED) for _ in range(20)))
+    found = await crowded.all()
+    statuses = sorted(d.status.value for d in found)
+    assert statuses == ["pending"] + ["suppressed"] * 19
