@@ -29,6 +29,9 @@ class Message:
     """When the event happened (the delivery's creation)."""
     title: str
     data: Mapping[str, Any] = field(default_factory=dict)
+    sent_at: datetime | None = None
+    """When this try is sent: the ``webhook-timestamp`` (receivers reject old ones, so a
+    retry carries its own time; the id stays)."""
 
     def body(self) -> dict[str, Any]:
         """The Standard Webhooks payload ``{"type", "timestamp", "data"}``."""
@@ -84,7 +87,10 @@ def output_tail(lines: Sequence[str]) -> list[str]:
 
 
 def message_for(
-    delivery: Delivery, run_url: str | None, tail: Sequence[str] | None = None
+    delivery: Delivery,
+    run_url: str | None,
+    tail: Sequence[str] | None = None,
+    sent_at: datetime | None = None,
 ) -> Message:
     """The message of ``delivery``: its stored facts with timestamps as RFC 3339, the
     duration, how many events it stands for, the output tail and the link to the run."""
@@ -110,4 +116,5 @@ def message_for(
         delivery.created_at,
         title(delivery.type, delivery.task_name, data),
         data,
+        sent_at,
     )

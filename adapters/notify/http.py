@@ -54,7 +54,7 @@ def body_for(channel: ChannelSpec, message: Message) -> bytes:
 
 def headers_for(channel: ChannelSpec, message: Message, body: bytes) -> dict[str, str]:
     """The channel's headers, then the Standard Webhooks ones (which win)."""
-    timestamp = int(message.timestamp.timestamp())
+    timestamp = int((message.sent_at or message.timestamp).timestamp())
     headers = {
         **channel.headers,
         "content-type": "application/json",

@@ -33,7 +33,7 @@ from domain.notifications import (
     after_failure,
     missed_ticks,
 )
-from domain.outbox import Claimed, Delivery, Outcome
+from domain.outbox import Claimed, Delivery, Outcome, SendResult
 from domain.ports import ChannelSender, Clock, LogStore, NotificationOutbox
 from domain.tasks import TaskSpec
 
@@ -160,7 +160,7 @@ class NotificationRelay:
                 f"{self._base_url}/api/tasks/{quote(delivery.task_name, safe='')}"
                 f"/runs/{quote(delivery.run_id, safe='')}"
             )
-        return message_for(delivery, url, tail)
+        return message_for(delivery, url, tail, self._clock.now())
 
     async def _tail(self, delivery: Delivery) -> list[str] | None:
         if delivery.run_id is None or delivery.type not in TAIL_EVENTS:
@@ -185,7 +185,11 @@ class NotificationRelay:
             outcome = Outcome(verdict, delay, error=error)
         else:
             message = self.message(delivery, await self._tail(delivery))
-            result = await self._sender.send(channel, message)
+            try:
+                result = await self._sender.send(channel, message)
+            except Exception as exc:  # a sender's bug must not leave the claim to the lease
+                log.exception("sending notification %s failed", delivery.id)
+                result = SendResult(Verdict.RETRY, error=f"internal error: {type(exc).__name__}")
             verdict, delay = Verdict.DELIVERED, 0.0
             if result.verdict is not Verdict.DELIVERED:
                 verdict, delay = after_failure(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from datetime import UTC, datetime, timedelta
@@ -68,6 +69,11 @@ def test_webhook_request_shape() -> None:
     assert headers["webhook-timestamp"] == str(VECTOR_TS)
     assert headers["webhook-signature"] == sign(VECTOR_SECRET, "d-1", VECTOR_TS, body)
     assert headers["X-Key"] == "k"
+    retried = dataclasses.replace(MESSAGE, sent_at=AT + timedelta(hours=2))
+    later = headers_for(channel, retried, body)
+    assert later["webhook-id"] == "d-1"
+    assert later["webhook-timestamp"] == str(VECTOR_TS + 7200)  # the try's own time
+    assert json.loads(body_for(channel, retried))["timestamp"] == "2021-02-25T15:02:10.000Z"
     unsigned = headers_for(ChannelSpec("o", ChannelType.WEBHOOK, url="https://h"), MESSAGE, body)
     assert "webhook-signature" not in unsigned
 
