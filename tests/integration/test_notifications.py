@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.util
 from collections.abc import Iterator
 from email import message_from_bytes
 from pathlib import Path
@@ -75,6 +76,11 @@ from = "runwarden@example.com"
 to = ["ops@example.com"]
 tasks = ["fails-mail"]
 
+[notifiers.many]
+type = "apprise"
+url = "{apprise_url}"
+tasks = ["fails-apprise"]
+
 [notifiers.watch]
 type = "webhook"
 url = "{url}/watch"
@@ -101,6 +107,9 @@ run = "exit 1"
 [tasks.fails-hang]
 run = "exit 1"
 
+[tasks.fails-apprise]
+run = "exit 4"
+
 [tasks.fails-mail]
 run = "echo mailed; exit 2"
 
@@ -119,6 +128,7 @@ def hook() -> Iterator[Receiver]:
         r.script("/gone/T000/B000/XXXXSECRETPATH", Answer(410))
         r.script("/hangs", Answer(200, hang=30))
         r.script("/watch", Answer(200))
+        r.script("/apprise", Answer(200))
         yield r
 
 
@@ -141,7 +151,8 @@ def daemon(
     module_database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[DaemonProcess]:
-    config = CONFIG.format(url=hook.url, smtp_port=sink[1])
+    apprise_url = "json://" + hook.url.removeprefix("http://") + "/apprise"
+    config = CONFIG.format(url=hook.url, smtp_port=sink[1], apprise_url=apprise_url)
     env = {**FAST, "HOOK_SECRET": SECRET, "HOOK_TOKEN": "tok-123456"}
     workdir = tmp_path_factory.mktemp("notify")
     with running_daemon(config, module_database_url, workdir, env) as started:
@@ -297,6 +308,21 @@ def test_smtp_sink_receives_the_mail(daemon: DaemonProcess, sink: tuple[Sink, in
     text = mail.get_payload(decode=True).decode()
     assert run_id in text
     assert "mailed" in text
+
+
+def test_apprise_channel(daemon: DaemonProcess, hook: Receiver) -> None:
+    with daemon.client() as client:
+        _fail(client, "fails-apprise")
+        found = _settled(client, "many")
+    if importlib.util.find_spec("apprise") is None:
+        # Without the extra the channel reports how to get it, and gives up.
+        assert found["status"] == "dead"
+        assert 'pip install "runwarden[apprise]"' in found["attempts"][0]["error"]
+        return
+    assert found["status"] == "delivered"
+    (received,) = hook.at("/apprise")
+    assert received.json["title"] == "fails-apprise: failed (exit 4)"
+    assert "run_id:" in received.json["message"]
 
 
 def test_muted_task_and_run_detail_count(daemon: DaemonProcess) -> None:
