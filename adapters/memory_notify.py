@@ -279,6 +279,18 @@ class InMemoryOutbox(NotificationOutbox):
         self._budget_from[delivery_id] = now
         return True
 
+    async def release(self, node: str) -> int:
+        held = [
+            d
+            for d in self.deliveries.values()
+            if d.status is DeliveryStatus.SENDING and self._holder.get(d.id) == node
+        ]
+        for d in held:
+            await self.finish(
+                d.id, node, d.attempts, Outcome(Verdict.RETRY, 0.0, None, rules.INTERRUPTED)
+            )
+        return len(held)
+
     async def prune(self, before: datetime, batch: int) -> int:
         events: dict[str, list[Delivery]] = {}
         for d in self.deliveries.values():

@@ -39,6 +39,8 @@ BACKOFF_CAP = 300.0
 DEFAULT_BUDGET = 24 * 3600.0
 """Seconds after its creation when a delivery that keeps failing is given up (``dead``)."""
 DEFAULT_COALESCE_WINDOW = 3600.0
+INTERRUPTED = "interrupted: the daemon sending it stopped"
+"""The error of a try a graceful stop cut off (``NotificationOutbox.release``)."""
 
 
 class DeliveryStatus(StrEnum):

@@ -87,6 +87,8 @@ class RunRepository(Protocol):
       ``max_concurrent`` running runs, deciding under a per-task lock of the claims' own
       (a claim leaves the number of active runs, all admission depends on, unchanged);
       None if it is no longer pending or no slot is free.
+    - ``release`` gives back every delivery ``node`` holds (a graceful stop): due at once,
+      its cut-off try recorded as a retry; returns how many.
     - ``prune`` deletes, in one bounded batch, ended runs of a task beyond its newest
       ``keep_runs`` ended runs or ended before ``ended_before``, with their logs; it returns
       how many it deleted (0 when done). Active runs are never pruned.
@@ -479,6 +481,8 @@ class NotificationOutbox(Protocol):
       delivery from that claim, its new state; says whether it did.
     - ``retry`` makes a ``dead`` delivery pending again with a fresh budget; False if it is
       not dead.
+    - ``release`` gives back every delivery ``node`` holds (a graceful stop): due at once,
+      its cut-off try recorded as a retry; returns how many.
     - ``prune`` deletes, in one bounded batch, events created before ``before`` whose
       deliveries are all settled (delivered, dead, suppressed), with their deliveries and
       attempts; returns how many events it deleted.
@@ -508,6 +512,8 @@ class NotificationOutbox(Protocol):
     async def finish(self, delivery_id: str, node: str, attempt: int, outcome: Outcome) -> bool: ...
 
     async def retry(self, delivery_id: str) -> bool: ...
+
+    async def release(self, node: str) -> int: ...
 
     async def prune(self, before: datetime, batch: int) -> int: ...
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.postgres.database import autocommit, transaction
-from domain.notifications import DeliveryStatus, Routing, Verdict, glob_regex
+from domain.notifications import INTERRUPTED, DeliveryStatus, Routing, Verdict, glob_regex
 from domain.outbox import (
     Attempt,
     ChannelStats,
@@ -84,6 +84,20 @@ _STATS = sa.text(
            (array_agg(last_error ORDER BY last_attempt_at DESC NULLS LAST)
                FILTER (WHERE status IN ('retrying', 'dead')))[1] AS last_error
       FROM notify_deliveries GROUP BY channel
+    """
+)
+_RELEASE = sa.text(
+    """
+    WITH released AS (
+        UPDATE notify_deliveries
+           SET status = 'retrying', next_attempt_at = now(), claimed_by = NULL,
+               last_attempt_at = now(), last_error = :error, last_status_code = NULL
+         WHERE claimed_by = :node AND status = 'sending'
+        RETURNING id, attempts
+    )
+    INSERT INTO notify_attempts (delivery_id, n, verdict, error, node_id)
+    SELECT id, attempts, 'retry', :error, :node FROM released
+    ON CONFLICT DO NOTHING
     """
 )
 _PRUNE = sa.text(
@@ -269,6 +283,11 @@ class PostgresOutbox(NotificationOutbox):
             return False
         async with autocommit(self._engine) as conn:
             return (await conn.execute(_RETRY, {"id": delivery_id})).rowcount == 1
+
+    async def release(self, node: str) -> int:
+        async with autocommit(self._engine) as conn:
+            result = await conn.execute(_RELEASE, {"node": node, "error": INTERRUPTED})
+            return result.rowcount
 
     async def prune(self, before: datetime, batch: int) -> int:
         async with autocommit(self._engine) as conn:

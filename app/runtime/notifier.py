@@ -104,7 +104,8 @@ class NotificationRelay:
         self._loop = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        """Stop looking and abandon tries in flight (their leases run out: resent)."""
+        """Stop looking, cut off the tries in flight and give their deliveries back (due
+        at once for the other nodes, or this one's next start)."""
         tasks = [t for t in (self._loop, *self._in_flight) if t is not None]
         for task in tasks:
             task.cancel()
@@ -112,6 +113,12 @@ class NotificationRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._sender.close()
+        try:
+            released = await self.outbox.release(self._node())
+        except StoreUnavailable:
+            return  # their leases run out instead
+        if released:
+            log.info("gave back %d notifications being sent", released)
 
     def wake(self) -> None:
         self._wake.set()

@@ -261,6 +261,19 @@ async def test_claim_leases_and_finish_is_fenced(outbox: Outbox) -> None:
     assert [a.n for a in await outbox.box.attempts(one)] == [1, 2]
 
 
+async def test_release_gives_back_what_a_stopping_node_holds(outbox: Outbox) -> None:
+    (one,) = await _pending(outbox, 1)
+    await outbox.box.claim(NODE_A, 10, lease=300)
+    assert await outbox.box.release(NODE_B) == 0
+    assert await outbox.box.release(NODE_A) == 1
+    (again,) = await outbox.box.claim(NODE_B, 10, lease=300)  # at once, not after 300 s
+    assert (again.delivery.id, again.attempt) == (one, 2)
+    (cut,) = await outbox.box.attempts(one)
+    assert (cut.n, cut.verdict) == (1, Verdict.RETRY)
+    assert cut.error is not None
+    assert "interrupted" in cut.error
+
+
 async def test_retry_waits_its_delay_then_dead_can_be_retried_by_hand(outbox: Outbox) -> None:
     (one,) = await _pending(outbox, 1)
     (c,) = await outbox.box.claim(NODE_A, 10, 30)

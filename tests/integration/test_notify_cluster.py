@@ -143,3 +143,25 @@ def test_ticks_missed_while_no_daemon_was_up_are_reported(
     assert body["data"]["task"] == "ticker"
     assert body["data"]["count"] >= 2
     assert body["data"]["catch_up"] == "latest"
+
+
+def test_a_stopping_daemon_gives_its_claims_back(database_url: str, tmp_path: Path) -> None:
+    with receiver() as hook:
+        hook.script("/hook", *[Answer(200, hang=60)] * 5, Answer(200))
+        config = CONFIG.format(url=hook.url, timeout="30s")
+        # A lease far beyond the test's wait: only the give-back lets the next node send.
+        env = {"RUNWARDEN_NOTIFY_POLL": "0.2", "RUNWARDEN_NOTIFY_LEASE": "600"}
+        with cluster(config, database_url, tmp_path, 1, env) as nodes:
+            leaving = nodes.daemons[0]
+            ids = [_test(leaving) for _ in range(5)]
+            hook.wait_for("/hook", 5)
+            assert leaving.terminate() == 0
+            hook.release()
+            successor = nodes.start()
+
+            def all_delivered() -> list[dict[str, Any]] | None:
+                found = _notifications(successor, status="delivered")
+                return found if len(found) == 5 else None
+
+            delivered = wait_until(all_delivered, timeout=60)
+    assert {d["id"] for d in delivered} == set(ids)
