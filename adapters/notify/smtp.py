@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import socket
 import ssl
 from email.message import EmailMessage
 
@@ -27,11 +28,15 @@ def email_for(channel: ChannelSpec, message: Message) -> EmailMessage:
 def _send(channel: ChannelSpec, mail: EmailMessage) -> None:
     host, port, timeout = channel.host or "", channel.port or 25, channel.timeout
     context = ssl.create_default_context()
+    # The host name as is: smtplib's default (getfqdn) may ask DNS on every message.
+    local = socket.gethostname()
     client: smtplib.SMTP
     if channel.tls is SmtpTls.TLS:
-        client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+        client = smtplib.SMTP_SSL(
+            host, port, local_hostname=local, timeout=timeout, context=context
+        )
     else:
-        client = smtplib.SMTP(host, port, timeout=timeout)
+        client = smtplib.SMTP(host, port, local_hostname=local, timeout=timeout)
     with client:
         if channel.tls is SmtpTls.STARTTLS:
             client.starttls(context=context)
