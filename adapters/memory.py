@@ -120,6 +120,9 @@ class InMemoryRunRepository(RunRepository):
         self._logs = logs
         self.node_up: Callable[[str], bool] = lambda _node: True
         """Whether a node may take slots (an ``InMemoryCluster`` sets it)."""
+        self.on_end: Callable[[Run], None] = lambda _run: None
+        """Told of every run stored as ended, as it is stored (an ``InMemoryOutbox``
+        sets it: the outbox is written with the end, as Postgres' trigger does)."""
 
     def _check_new(self, run: Run) -> None:
         if run.id in self.runs:
@@ -182,6 +185,8 @@ class InMemoryRunRepository(RunRepository):
         if follow_up is not None:
             self._check_new(follow_up)
         self.runs[new.id] = new
+        if new.status is RunStatus.ENDED:
+            self.on_end(new)
         if follow_up is not None:
             self.runs[follow_up.id] = follow_up
         return True
@@ -223,6 +228,8 @@ class InMemoryRunRepository(RunRepository):
         ):
             stored = run.started(start_at)
         self.runs[run.id] = stored
+        if stored.status is RunStatus.ENDED:
+            self.on_end(stored)
         return Admitted(stored, decision, to_stop)
 
     async def claim(self, run: Run, at: datetime, max_concurrent: int) -> Run | None:

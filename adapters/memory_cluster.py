@@ -147,12 +147,14 @@ class InMemoryCluster(ClusterStore, SlotLedger):
                 if task is not None and run.id not in self.stop_requested:
                     retry = policies.next_retry(task, ended, now, new_run_id(now))
                 self.repo.runs[run.id] = ended
+                self.repo.on_end(ended)
                 crashed.append(ended)
                 if retry is not None:
                     self.repo.runs[retry.id] = retry
                     retries.append(retry)
             elif (task is not None and task.is_service) or (task is None and run.node_id in forced):
                 self.repo.runs[run.id] = run.ended(EndReason.SKIPPED, now)
+                self.repo.on_end(self.repo.runs[run.id])
             else:
                 self.repo.runs[run.id] = dataclasses.replace(run, node_id=None)
                 released += 1

@@ -23,12 +23,14 @@ if TYPE_CHECKING:
 
 from adapters.clock import SystemClock
 from adapters.executor import SubprocessExecutor
+from adapters.notify import Senders
 from adapters.postgres.cluster import CONTROL_CHANNEL, PostgresCluster
 from adapters.postgres.database import create_engine, migrate_async, ping
 from adapters.postgres.embedded import EmbeddedPostgres
 from adapters.postgres.events import CHANNEL as RUNS_CHANNEL
 from adapters.postgres.events import PostgresRunEvents
 from adapters.postgres.logs import PostgresLogStore
+from adapters.postgres.notifications import PostgresOutbox
 from adapters.postgres.runs import PostgresRunRepository
 from adapters.postgres.slots import PostgresSlots
 from app.config import Config, ConfigError
@@ -128,6 +130,10 @@ def create_app(settings: Settings) -> Litestar:
                 ),
                 version=package_version(),
                 on_run_end=metrics.observe_run,
+                outbox=PostgresOutbox(engine),
+                sender=Senders(),
+                base_url=f"http://{settings.host}:{settings.port}{settings.security.root_path}",
+                on_notification=metrics.observe_notification,
             )
             # Stop requests and freed slots from other nodes, on the same connection.
             run_events.on_channel(CONTROL_CHANNEL, daemon.on_control)

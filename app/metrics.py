@@ -10,6 +10,10 @@
 - ``runwarden_http_request_duration_seconds{method,route,status}``: time to the response
   headers, by route template (``/api/tasks/{taskName}/runs``), never by raw path.
 - ``runwarden_scheduler_up``, ``runwarden_database_up``, ``runwarden_build_info{version}``.
+- ``runwarden_notifications_total{channel,outcome}``: tries of notifications this daemon
+  made (``delivered``, ``retry``, ``dead``); ``runwarden_notifications_pending{channel}``
+  and ``runwarden_notifications_dead{channel}``: deliveries waiting or given up, from the
+  database at scrape time (the same on every daemon).
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client import generate_latest as _generate_latest
 
 from domain.errors import StoreUnavailable
@@ -89,6 +99,24 @@ class Metrics:
             ["alive"],
             registry=registry,
         )
+        self._notifications = Counter(
+            "runwarden_notifications",
+            "Tries of notifications this daemon made, by channel and outcome",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+        self._notify_pending = Gauge(
+            "runwarden_notifications_pending",
+            "Notification deliveries waiting to be sent (pending, retrying, sending)",
+            ["channel"],
+            registry=registry,
+        )
+        self._notify_dead = Gauge(
+            "runwarden_notifications_dead",
+            "Notification deliveries given up (retry them with the API)",
+            ["channel"],
+            registry=registry,
+        )
         # labels() validates and locks on every call: keep each route's child once made.
         self._request_children: dict[tuple[str, str, int], Any] = {}
         build = Gauge("runwarden_build_info", "The running version", ["version"], registry=registry)
@@ -100,6 +128,10 @@ class Metrics:
             return
         took = max((run.end_at - run.start_at).total_seconds(), 0.0)
         self._durations.labels(task=run.task_name, end_reason=run.end_reason.value).observe(took)
+
+    def observe_notification(self, channel: str, outcome: str) -> None:
+        """Count one try of a notification (a relay ``on_outcome`` hook)."""
+        self._notifications.labels(channel=channel, outcome=outcome).inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one HTTP request."""
@@ -115,6 +147,7 @@ class Metrics:
         try:
             counts = await daemon.repo.counts()
             nodes = await daemon.nodes()
+            channels = await daemon.outbox.stats() if daemon.outbox is not None else []
         except StoreUnavailable as exc:
             log.warning("metrics: run counts unavailable (%s)", exc)
             self._database_up.set(0)
@@ -122,6 +155,15 @@ class Metrics:
             self._database_up.set(1)
             # No await from here on: a concurrent scrape never sees a half-filled gauge.
             self._runs.clear()
+            self._notify_pending.clear()
+            self._notify_dead.clear()
+            known = daemon.config.notify.notifiers
+            for name in known:
+                self._notify_pending.labels(channel=name).set(0)
+                self._notify_dead.labels(channel=name).set(0)
+            for stats in channels:
+                self._notify_pending.labels(channel=stats.channel).set(stats.pending)
+                self._notify_dead.labels(channel=stats.channel).set(stats.dead)
             alive = sum(1 for node in nodes if node.alive)
             self._nodes.labels(alive="true").set(alive)
             self._nodes.labels(alive="false").set(len(nodes) - alive)

@@ -74,6 +74,14 @@ def one_run(connection: ASGIConnection[Any, Any, Any, Any], run: Run) -> schemas
     return run_body(run, schema_url(connection, "Run"))
 
 
+def run_detail(
+    connection: ASGIConnection[Any, Any, Any, Any], run: Run, notifications: int
+) -> schemas.RunDetail:
+    """One run with how many notifications it caused."""
+    body = run_body(run, schema_url(connection, "RunDetail"))
+    return schemas.RunDetail(**msgspec.structs.asdict(body), notifications=notifications)
+
+
 def run_page(
     connection: ASGIConnection[Any, Any, Any, Any], runs: Sequence[ListedRun], total: int
 ) -> schemas.RunsResponseBody:

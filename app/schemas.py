@@ -266,3 +266,124 @@ class LogStreamDone(msgspec.Struct, kw_only=True):
 
 
 WIRE_TYPES[LogStreamDone.__name__] = LogStreamDone
+
+
+class RunDetail(Run, omit_defaults=True, kw_only=True):
+    """One run, with how many notifications it caused (the single-run answers)."""
+
+    notifications: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="Notification deliveries this run caused (one per channel and "
+            "event, held repeats included): GET /api/notifications?run_id=...",
+        ),
+    ]
+
+
+DeliveryStatusName = Literal["pending", "sending", "delivered", "retrying", "dead", "suppressed"]
+ChannelTypeName = Literal["webhook", "slack", "discord", "smtp", "apprise"]
+
+
+class Notifier(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A configured notification channel; secrets are never shown."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    name: str
+    type: ChannelTypeName
+    on: Annotated[list[str], msgspec.Meta(description="Events that reach it (without run.)")]
+    tasks: Annotated[list[str], msgspec.Meta(description="Glob patterns of task names")]
+    timeout_seconds: float
+    url: (
+        Annotated[str, msgspec.Meta(description="Scheme and host only: the rest may be a key")]
+        | UnsetType
+    ) = UNSET
+    header_names: Annotated[list[str], msgspec.Meta(description="Header values are hidden")] = []
+    signed: Annotated[bool, msgspec.Meta(description="A secret signs its webhooks")] = False
+    host: str | UnsetType = UNSET
+    port: int | UnsetType = UNSET
+    tls: Literal["none", "starttls", "tls"] | UnsetType = UNSET
+    sender: Annotated[str, msgspec.Meta(description="The from address")] | UnsetType = UNSET
+    to: list[str] | UnsetType = UNSET
+    last_success_at: Timestamp | UnsetType = UNSET
+    last_failure_at: Timestamp | UnsetType = UNSET
+    last_error: Annotated[str, msgspec.Meta(description="Secrets redacted")] | UnsetType = UNSET
+    pending: Annotated[int, msgspec.Meta(ge=0, description="Deliveries waiting")] = 0
+    dead: Annotated[int, msgspec.Meta(ge=0, description="Deliveries given up")] = 0
+
+
+class NotifiersBody(msgspec.Struct, kw_only=True):
+    """The configured channels, by name."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    notifiers: list[Notifier]
+
+
+class NotificationAttempt(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One try of a delivery."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    n: Annotated[int, msgspec.Meta(ge=1, description="The try's number, from 1")]
+    at: Timestamp
+    outcome: Literal["delivered", "retry", "dead"]
+    status_code: (
+        Annotated[int, msgspec.Meta(description="The receiver's HTTP (or SMTP) status")] | UnsetType
+    ) = UNSET
+    error: Annotated[str, msgspec.Meta(description="Secrets redacted")] | UnsetType = UNSET
+    duration_ms: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Notification(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One event to one channel: a delivery of the outbox."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    id: Annotated[str, msgspec.Meta(description="Also the webhook-id of every try")]
+    type: Annotated[str, msgspec.Meta(description="run.<end_reason>, run.recovered, ...")]
+    channel: str
+    status: DeliveryStatusName
+    created_at: Timestamp
+    task_name: str | UnsetType = UNSET
+    run_id: str | UnsetType = UNSET
+    count: Annotated[int, msgspec.Meta(ge=1, description="Events this message stands for")]
+    attempt_count: Annotated[int, msgspec.Meta(ge=0, description="Tries so far")]
+    next_attempt_at: (
+        Annotated[Timestamp, msgspec.Meta(description="When it is tried next (or its lease ends)")]
+        | UnsetType
+    ) = UNSET
+    delivered_at: Timestamp | UnsetType = UNSET
+    last_attempt_at: Timestamp | UnsetType = UNSET
+    last_status_code: int | UnsetType = UNSET
+    last_error: Annotated[str, msgspec.Meta(description="Secrets redacted")] | UnsetType = UNSET
+    data: Annotated[
+        dict[str, Any], msgspec.Meta(description="The event's facts (the webhook's data)")
+    ]
+    attempts: (
+        Annotated[
+            list[NotificationAttempt],
+            msgspec.Meta(description="Every try, oldest first (GET of one notification)"),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class NotificationsBody(msgspec.Struct, kw_only=True):
+    """A page of deliveries, newest first, and the number of every match."""
+
+    schema: SchemaUrl = msgspec.field(name="$schema", default="")
+    notifications: list[Notification]
+    total: int
+
+
+WIRE_TYPES.update(
+    {
+        cls.__name__: cls
+        for cls in (
+            RunDetail,
+            Notifier,
+            NotifiersBody,
+            NotificationAttempt,
+            Notification,
+            NotificationsBody,
+        )
+    }
+)

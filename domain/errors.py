@@ -124,3 +124,29 @@ class InvalidFilter(DomainError):
 
 class StoreUnavailable(DomainError):
     """The database could not be reached; the operation may be retried."""
+
+
+class NotifierNotFound(DomainError):
+    """No ``[notifiers.NAME]`` of that name is configured."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no notifier named {name!r} is configured")
+
+
+class NotificationNotFound(DomainError):
+    """No delivery of that id exists."""
+
+    def __init__(self, delivery_id: str) -> None:
+        self.delivery_id = delivery_id
+        super().__init__(f"no notification {delivery_id!r}")
+
+
+class NotificationNotDead(DomainError):
+    """Only a ``dead`` delivery can be retried by hand."""
+
+    def __init__(self, delivery_id: str, status: Any) -> None:
+        self.delivery_id = delivery_id
+        super().__init__(
+            f"notification {delivery_id} is {status}, not dead: only dead ones can be retried"
+        )

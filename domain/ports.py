@@ -11,11 +11,24 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
+from domain.channels import ChannelSpec
 from domain.cluster import Heartbeat, NodeInfo, NodeStatus
 from domain.listing import RunPage, RunQuery
 from domain.logs import LogBatch, LogLine, LogStream
+from domain.messages import Message
+from domain.notifications import Routing
+from domain.outbox import (
+    Attempt,
+    ChannelStats,
+    Claimed,
+    Delivery,
+    DeliveryPage,
+    DeliveryQuery,
+    Outcome,
+    SendResult,
+)
 from domain.policies import Admission
 from domain.run import EndReason, Run, RunStatus
 from domain.tasks import TaskSpec
@@ -74,6 +87,8 @@ class RunRepository(Protocol):
       ``max_concurrent`` running runs, deciding under a per-task lock of the claims' own
       (a claim leaves the number of active runs, all admission depends on, unchanged);
       None if it is no longer pending or no slot is free.
+    - ``release`` gives back every delivery ``node`` holds (a graceful stop): due at once,
+      its cut-off try recorded as a retry; returns how many.
     - ``prune`` deletes, in one bounded batch, ended runs of a task beyond its newest
       ``keep_runs`` ended runs or ended before ``ended_before``, with their logs; it returns
       how many it deleted (0 when done). Active runs are never pruned.
@@ -441,3 +456,95 @@ class SlotLedger(Protocol):
     async def command(self, service: str, *, stop: bool) -> int: ...
 
     async def settled(self, service: str, generation: int) -> bool: ...
+
+
+class NotificationOutbox(Protocol):
+    """Notification events and their deliveries, one per channel, in the shared store.
+
+    Contract:
+    - ``configure`` replaces the routing the store applies (channels, tasks' ``notify``
+      lists and ``warn_after``, the coalescing window). Every node writes the same.
+    - A run's end records, in the same transaction, its ``run.<end_reason>`` event (when
+      some channel wants it, per ``domain.notifications.channels_for``) with one delivery
+      per such channel: ``pending``, or ``suppressed`` when coalescing holds it
+      (``domain.notifications.coalesce`` on the store's clock); and ``run.recovered``
+      after a success that ends a notified failure streak, the streak's held repeats
+      summarised first (``end_effects``).
+    - ``emit`` records an event now with one pending delivery per channel it routes to
+      (``only_channel``: to that channel alone, whatever its ``on``); with ``dedupe_key``
+      an event already recorded with that key is not recorded again (None returned).
+      Returns the delivery ids.
+    - ``emit_long_running`` records ``run.long_running`` once per running run past its
+      task's ``warn_after``; returns how many it recorded. Racing callers record each once.
+    - ``flush`` records the summary of every window that closed with repeats held
+      (``count`` = the repeats); returns how many. Racing callers summarise each once.
+    - ``claim`` leases up to ``limit`` due deliveries (pending, retrying whose time came,
+      or sending whose lease ran out) to ``node`` for ``lease`` seconds, oldest due first,
+      counting an attempt; two claimers never get the same delivery at once.
+    - ``finish`` records the try numbered ``attempt`` and, if ``node`` still holds the
+      delivery from that claim, its new state; says whether it did.
+    - ``retry`` makes a ``dead`` delivery pending again with a fresh budget; False if it is
+      not dead.
+    - ``release`` gives back every delivery ``node`` holds (a graceful stop): due at once,
+      its cut-off try recorded as a retry; returns how many.
+    - ``prune`` deletes, in one bounded batch, events created before ``before`` whose
+      deliveries are all settled (delivered, dead, suppressed), with their deliveries and
+      attempts; returns how many events it deleted.
+    - ``get``/``attempts``/``list``/``stats``/``count_for_run`` read.
+    """
+
+    async def configure(self, routing: Routing) -> None: ...
+
+    async def emit(
+        self,
+        type: str,
+        task_name: str | None,
+        run_id: str | None,
+        data: Mapping[str, Any],
+        *,
+        only_channel: str | None = None,
+        dedupe_key: str | None = None,
+        count: int = 1,
+    ) -> Sequence[str] | None: ...
+
+    async def emit_long_running(self) -> int: ...
+
+    async def flush(self) -> int: ...
+
+    async def claim(self, node: str, limit: int, lease: float) -> Sequence[Claimed]: ...
+
+    async def finish(self, delivery_id: str, node: str, attempt: int, outcome: Outcome) -> bool: ...
+
+    async def retry(self, delivery_id: str) -> bool: ...
+
+    async def release(self, node: str) -> int: ...
+
+    async def prune(self, before: datetime, batch: int) -> int: ...
+
+    async def get(self, delivery_id: str) -> Delivery | None: ...
+
+    async def attempts(self, delivery_id: str) -> Sequence[Attempt]: ...
+
+    async def stats(self) -> Sequence[ChannelStats]: ...
+
+    async def count_for_run(self, run_id: str) -> int: ...
+
+    # Last, so that its name does not shadow the builtin in the annotations above.
+    async def list(self, query: DeliveryQuery) -> DeliveryPage: ...
+
+
+class ChannelSender(Protocol):
+    """Sends one message on one channel.
+
+    Contract: returns how the try went and never raises for the receiver's failures — a
+    network error or a timeout is a ``retry`` with the error's text; a 2xx is
+    ``delivered``; other answers per ``domain.notifications.verdict_for_status``
+    (redirects are not followed). Gives up after the channel's ``timeout``. Error texts
+    contain none of the channel's secrets (``ChannelSpec.redact``).
+    """
+
+    async def send(self, channel: ChannelSpec, message: Message) -> SendResult: ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

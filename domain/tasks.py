@@ -78,6 +78,10 @@ class TaskSpec:
     graceful_stop: float = 5.0
     stop_signal: str = "SIGTERM"
     exit_codes: frozenset[int] = frozenset({0})
+    notify: tuple[str, ...] | None = None
+    """The channels its events may reach; None: every channel; empty: muted."""
+    warn_after: float | None = None
+    """Seconds after which a still running run causes ``run.long_running``."""
     log_max_size: int = 100 * 1000 * 1000
     log_on_full: LogOnFull = LogOnFull.DROP_OLD
     keep_runs: int | None = None

@@ -98,3 +98,6 @@ def add_client_commands(commands: Any) -> None:
         description="Send a test notification through a configured notifier.",
     )
     test.add_argument("name", metavar="NAME")
+    test.add_argument(
+        "--wait", type=int, default=60, help="seconds to wait for the outcome (default 60)"
+    )

@@ -251,13 +251,24 @@ def cmd_nodes(api: Api, args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_notify(api: Api, args: argparse.Namespace, out: Output) -> int:
+    """Send a test notification and wait for its outcome: exit 0 once it was delivered, 1 if
+    it was given up or is still being tried after ``--wait`` seconds."""
     name = args.name
-    body = api.json("POST", f"/api/notifiers/{segment(name)}/test", f"notifier {name!r}")
+    body = api.json(
+        "POST",
+        f"/api/notifiers/{segment(name)}/test",
+        f"notifier {name!r}",
+        params={"wait": "true", "wait_timeout": str(args.wait)},
+        timeout=args.wait + 10,
+    )
+    status = body.get("status")
     if out.as_json:
         out.json(body)
     else:
-        out.note(body.get("message") or f"test notification sent through {name}")
-    return 0
+        error = body.get("last_error")
+        line = f"notification {body.get('id')} to {name}: {status}"
+        sys.stdout.write(line + (f" ({error})" if error else "") + "\n")
+    return 0 if status == "delivered" else 1
 
 
 def cmd_reload(api: Api, args: argparse.Namespace, out: Output) -> int:

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.controllers.events import RunEventController
 from app.controllers.logs import LogController
+from app.controllers.notifications import NotificationController
 from app.controllers.ops import info, metrics, nodes, reload
 from app.controllers.runs import RunController
 from app.controllers.system import health, json_schema, openapi_document, ready
@@ -14,6 +15,7 @@ from app.openapi import docs_assets
 
 ROUTE_HANDLERS: list[Any] = [
     LogController,
+    NotificationController,
     RunEventController,
     RunController,
     TaskController,

@@ -113,8 +113,9 @@ class RunController(Controller):
         daemon: NamedDependency[Daemon],
         task_name_path: TaskNamePath,
         run_id: RunIdPath,
-    ) -> schemas.Run:
-        return presenters.one_run(request, await daemon.get_run(run_id, task_name_path))
+    ) -> schemas.RunDetail:
+        run = await daemon.get_run(run_id, task_name_path)
+        return presenters.run_detail(request, run, await daemon.notifications_of(run.id))
 
     @get(
         "/runs/{runId:str}",
@@ -124,8 +125,9 @@ class RunController(Controller):
     )
     async def get_run(
         self, request: Request[Any, Any, Any], daemon: NamedDependency[Daemon], run_id: RunIdPath
-    ) -> schemas.Run:
-        return presenters.one_run(request, await daemon.get_run(run_id))
+    ) -> schemas.RunDetail:
+        run = await daemon.get_run(run_id)
+        return presenters.run_detail(request, run, await daemon.notifications_of(run.id))
 
     @post(
         "/tasks/{taskName:str}/runs/{runId:str}/stop",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 
 from app.runtime.dispatcher import Dispatcher
@@ -44,8 +44,12 @@ class CronScheduler:
         clock: Clock,
         tasks: dict[str, TaskSpec],
         node: Callable[[], str | None] = lambda: None,
+        on_missed: Callable[[TaskSpec, list[datetime], list[datetime]], Awaitable[None]]
+        | None = None,
     ) -> None:
         self._repo = repo
+        self._on_missed = on_missed
+        """Told of (task, due ticks, ticks chosen to run) when ``catch_up`` dropped some."""
         self._node = node
         self._dispatcher = dispatcher
         self._clock = clock
@@ -142,7 +146,10 @@ class CronScheduler:
                 continue
             ticks = self._due_ticks(name, task, now)
             if ticks:
-                due.append((task, select_ticks(task, ticks, now)))
+                chosen = select_ticks(task, ticks, now)
+                due.append((task, chosen))
+                if len(chosen) < len(ticks) and self._on_missed is not None:
+                    await self._report_missed(task, ticks, chosen)
         if not due:
             return True
         limit = asyncio.Semaphore(PARALLEL_TASKS)
@@ -153,6 +160,15 @@ class CronScheduler:
 
         results = await asyncio.gather(*(one(task, ticks) for task, ticks in due))
         return all(results)
+
+    async def _report_missed(
+        self, task: TaskSpec, ticks: list[datetime], chosen: list[datetime]
+    ) -> None:
+        assert self._on_missed is not None
+        try:
+            await self._on_missed(task, ticks, chosen)
+        except Exception as exc:  # a notification must never stop the schedule
+            log.warning("could not record the missed ticks of %s: %s", task.name, exc)
 
     async def _fire_task(self, task: TaskSpec, ticks: list[datetime], now: datetime) -> bool:
         name = task.name

@@ -24,7 +24,12 @@ run = "sleep 60"
 graceful_stop = "1s"
 """
 PUBLIC = {("GET", "/health"), ("GET", "/ready"), ("GET", "/schemas/{name}")}
-PATH_VALUES = {"taskName": "alpha", "runId": str(ULID()), "name": "Run.json"}
+PATH_VALUES = {
+    "taskName": "alpha",
+    "runId": str(ULID()),
+    "name": "Run.json",
+    "notificationId": "00000000-0000-0000-0000-000000000000",
+}
 _addresses = count(1)
 
 

@@ -19,13 +19,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from adapters.memory import FakeClock, InMemoryRunRepository
 from adapters.memory_cluster import InMemoryCluster
+from adapters.memory_notify import InMemoryOutbox
 from adapters.postgres.cluster import PostgresCluster
 from adapters.postgres.database import async_url
+from adapters.postgres.notifications import PostgresOutbox
 from adapters.postgres.runs import PostgresRunRepository
 from adapters.postgres.slots import PostgresSlots
 from domain import services
 from domain.cluster import NodeInfo, NodeState
-from domain.ports import ClusterStore, RunRepository, SlotLedger, SlotState
+from domain.notifications import ChannelRoute, Routing
+from domain.outbox import DeliveryQuery
+from domain.ports import ClusterStore, NotificationOutbox, RunRepository, SlotLedger, SlotState
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import TaskKind, TaskSpec
 from tests.contract.conftest import CROWD, new_id
@@ -45,6 +49,7 @@ class Cluster:
     nodes: ClusterStore
     slots: SlotLedger
     expire: Callable[[str], Awaitable[None]]
+    outbox: NotificationOutbox | None = None
 
     async def join(self, host: str = "h1", pid: int = 1) -> str:
         node = NodeInfo(str(uuid.uuid4()), host, pid, "boot", "1", "hash")
@@ -79,7 +84,7 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
                 if other.info.id != node_id:
                     other.heartbeat_at = clock.now()
 
-        yield Cluster(repo, fake, fake, expire_fake)
+        yield Cluster(repo, fake, fake, expire_fake, InMemoryOutbox(repo, clock))
         return
     url = request.getfixturevalue("database_url")
     engine = create_async_engine(async_url(url), pool_size=CROWD, max_overflow=0)
@@ -99,9 +104,23 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
             PostgresCluster(engine),
             PostgresSlots(engine),
             expire_row,
+            PostgresOutbox(engine),
         )
     finally:
         await engine.dispose()
+
+
+async def test_a_run_reaped_as_crashed_is_notified(cluster: Cluster) -> None:
+    assert cluster.outbox is not None
+    await cluster.outbox.configure(Routing(channels=(ChannelRoute("ops"),)))
+    dead, me = await cluster.join(), await cluster.join()
+    crashed = await cluster.running(dead)
+    await cluster.expire(dead)
+    await cluster.nodes.reap(me, LEASE, TASKS)
+    page = await cluster.outbox.list(DeliveryQuery(run_id=crashed.id))
+    assert [(d.type, d.channel, d.data["exit_code"]) for d in page.deliveries] == [
+        ("run.crashed", "ops", -2)
+    ]
 
 
 async def test_a_heartbeat_counts_the_other_live_nodes_and_their_configs(cluster: Cluster) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.cluster import processes_with, wait_until
 from tests.support.daemon import DaemonProcess, running_daemon
+from tests.support.receiver import Answer, receiver
 
 pytestmark = pytest.mark.slow
 
@@ -169,3 +170,20 @@ def test_sighup_reloads_the_file(database_url: str, tmp_path: Path) -> None:
 
         wait_until(lambda: "added" in names())
         assert trigger(daemon, "added")
+
+
+def test_a_reload_brings_new_notification_channels_into_use(
+    database_url: str, tmp_path: Path
+) -> None:
+    with receiver() as hook, running_daemon(BEFORE, database_url, tmp_path) as daemon:
+        url = hook.script("/reloaded", Answer(200))
+        (tmp_path / "runwarden.toml").write_text(
+            BEFORE + f'\n[notifiers.added]\ntype = "webhook"\nurl = "{url}"\n'
+        )
+        with daemon.client() as client:
+            assert client.post("/api/notifiers/added/test").status_code == 404
+            assert client.post("/api/reload").json()["config_hash"]
+            sent = client.post("/api/notifiers/added/test", params={"wait": "true"})
+        assert sent.status_code == 201, sent.text
+        assert sent.json()["status"] == "delivered"
+        assert [r.json["type"] for r in hook.at("/reloaded")] == ["notify.test"]

@@ -71,7 +71,14 @@ def processes_with(daemons: list[DaemonProcess], variable: str, value: str) -> l
 class Nodes:
     """Daemons serving one config on one database, each in its own work dir."""
 
-    def __init__(self, config_text: str, database_url: str, workdir: Path) -> None:
+    def __init__(
+        self,
+        config_text: str,
+        database_url: str,
+        workdir: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.extra_env = extra_env
         self.config = workdir / "runwarden.toml"
         self.config.write_text(config_text)
         self.database_url = database_url
@@ -84,7 +91,9 @@ class Nodes:
         self._count += 1
         workdir = self.workdir / f"node{self._count}"
         workdir.mkdir()
-        daemon = start_daemon(self.config, database_url or self.database_url, workdir)
+        daemon = start_daemon(
+            self.config, database_url or self.database_url, workdir, self.extra_env
+        )
         self.daemons.append(daemon)
         return daemon
 
@@ -101,9 +110,15 @@ class Nodes:
 
 
 @contextlib.contextmanager
-def cluster(config_text: str, database_url: str, workdir: Path, size: int) -> Iterator[Nodes]:
+def cluster(
+    config_text: str,
+    database_url: str,
+    workdir: Path,
+    size: int,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Nodes]:
     """``size`` daemons started one after the other; all stopped afterwards."""
-    nodes = Nodes(config_text, database_url, workdir)
+    nodes = Nodes(config_text, database_url, workdir, extra_env)
     try:
         for _ in range(size):
             nodes.start()

@@ -80,10 +80,14 @@ def test_nodes_prints_each_node(
 def test_notify_test_prints_the_servers_message_or_its_problem(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sent = httpx.Response(200, json={"message": "sent a test to #ops"})
+    sent = httpx.Response(201, json={"id": "n1", "status": "delivered"})
     transport = answer({("POST", "/api/notifiers/slack/test"): sent})
     assert run(["notify", "test", "slack"], transport, monkeypatch) == 0
-    assert "sent a test to #ops" in capsys.readouterr().err
+    assert capsys.readouterr().out == "notification n1 to slack: delivered\n"
+    given_up = {"id": "n2", "status": "dead", "last_error": "404 Not Found"}
+    transport = answer({("POST", "/api/notifiers/slack/test"): httpx.Response(201, json=given_up)})
+    assert run(["notify", "test", "slack"], transport, monkeypatch) == 1
+    assert capsys.readouterr().out == "notification n2 to slack: dead (404 Not Found)\n"
     problem: dict[str, Any] = {"status": 502, "title": "Bad Gateway", "detail": "slack said 403"}
     transport = answer({("POST", "/api/notifiers/slack/test"): httpx.Response(502, json=problem)})
     assert run(["notify", "test", "slack"], transport, monkeypatch) == 1

@@ -111,3 +111,24 @@ async def test_a_tick_of_a_busy_task_waits_its_turn() -> None:
             break
     assert world.repo.runs[second.id].status is RunStatus.RUNNING
     await world.dispatcher.shutdown()
+
+
+async def test_ticks_catch_up_dropped_are_reported_as_missed() -> None:
+    world = World(every_second("latest"), every_second("skip", catch_up=CatchUp.SKIP))
+    reported: list[tuple[str, list[float], list[float]]] = []
+
+    async def on_missed(task: TaskSpec, due: list[datetime], chosen: list[datetime]) -> None:
+        reported.append((task.name, seconds(due), seconds(chosen)))
+
+    world.scheduler = CronScheduler(
+        world.repo, world.dispatcher, world.clock, world.tasks, on_missed=on_missed
+    )
+    await world.scheduler.load_state()
+    await world.look_at(1.0)
+    assert reported == []  # on time: nothing missed
+    await world.look_at(6.0)  # ticks 2-5 were missed
+    assert sorted(reported) == [
+        ("latest", [2, 3, 4, 5, 6], [5, 6]),
+        ("skip", [2, 3, 4, 5, 6], [6]),
+    ]
+    await world.dispatcher.shutdown()
