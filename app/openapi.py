@@ -161,6 +161,7 @@ def finalize_document(document: OpenAPI) -> None:
     """
     _close_strict_bodies(document)
     _link_runs(document)
+    _link_notifications(document)
     _describe_events(document)
     schemes = document.components.security_schemes if document.components else None
     requirement: list[dict[str, list[str]]] = [{name: []} for name in list(schemes or {})[:1]]
@@ -203,6 +204,44 @@ RUN_LINKS = {
     "list-task-runs": {"200": "/runs/0"},
 }
 """Responses that carry a run: operationId -> {status: JSON pointer to the run in the body}."""
+
+
+NOTIFICATION_LINKS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
+    "list-notifiers": {"200": ("/notifiers/0", {"test-notifier": "name"})},
+    "test-notifier": {"201": ("", {"get-notification": "id", "retry-notification": "id"})},
+    "list-notifications": {
+        "200": ("/notifications/0", {"get-notification": "id", "retry-notification": "id"})
+    },
+}
+"""Responses that name a notifier or a delivery: operationId -> {status: (JSON pointer to
+it, {target operationId: its field})}; the target's one path parameter takes the field."""
+
+
+def _link_notifications(document: OpenAPI) -> None:
+    """``links`` from the notifier and delivery listings (and a test's answer) to the
+    operations on one notifier or delivery."""
+    operations = {op.operation_id: op for op in _operations(document)}
+    parameter = {"test-notifier": "name"}
+    for source, statuses in NOTIFICATION_LINKS.items():
+        operation = operations.get(source)
+        if operation is None:
+            continue
+        for status, (pointer, targets) in statuses.items():
+            response = (operation.responses or {}).get(status)
+            if not isinstance(response, OpenAPIResponse):
+                continue
+            response.links = {
+                "".join(part.title() for part in target.split("-")): Link(
+                    operation_id=target,
+                    parameters={
+                        parameter.get(target, "notificationId"): (
+                            f"$response.body#{pointer}/{field}"
+                        )
+                    },
+                )
+                for target, field in targets.items()
+                if target in operations
+            }
 
 
 def _link_runs(document: OpenAPI) -> None:

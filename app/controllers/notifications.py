@@ -27,10 +27,15 @@ NotificationPath = Annotated[
     ),
 ]
 _STATUSES = [s.value for s in DeliveryStatus]
+_STATUS_WORD = "(?:" + "|".join(_STATUSES) + ")"
+STATUS_LIST_PATTERN = rf"^\s*(?:{_STATUS_WORD}\s*(?:,\s*{_STATUS_WORD}\s*)*)?$"
+"""A delivery status, or a comma-separated list of them; blank means no filter."""
 StatusQuery = Annotated[
     str | None,
     QueryParameter(
-        description="Filter by status: " + ", ".join(_STATUSES) + ", or a comma list of them"
+        description="Filter by status: " + ", ".join(_STATUSES) + ", or a comma list of them",
+        # In the document only: _statuses validates, naming the unknown word.
+        schema_extra={"pattern": STATUS_LIST_PATTERN},
     ),
 ]
 ChannelQuery = Annotated[str | None, QueryParameter(description="Filter by notifier name")]

@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from tests.api.conftest import write_config
 from tests.support.daemon import DaemonProcess, start_daemon, wait_for
+from tests.support.receiver import Answer, receiver
 
 CONFIG = """
 [tasks.quick]
@@ -51,6 +52,14 @@ api_trigger = false
 
 [services.worker]
 run = "sleep 600"
+
+[notifiers.hook]
+type = "webhook"
+url = "{hook_url}"
+
+[notifiers.gone]
+type = "webhook"
+url = "{gone_url}"
 """
 
 EXAMPLES = int(os.environ.get("RUNWARDEN_SCHEMATHESIS_EXAMPLES", "25"))
@@ -65,6 +74,9 @@ SEED = int(os.environ.get("RUNWARDEN_SCHEMATHESIS_SEED", "1"))
 #   stopping a run may use the run of `held` that is running, so the fuzzer reaches a 200
 #   there and not only 404s and 409s ("missing test data"). `held` starts by cron (its
 #   runs last, and a `wait=true` trigger of one would wait out the request timeout).
+# - Likewise for notifications: `hook` (its receiver, on 127.0.0.1, answers 200) is the
+#   notifier to test, one of its deliveries the one to read, and a delivery of `gone` (410:
+#   given up at once) the dead one to retry.
 SCHEMATHESIS_TOML = """
 request-timeout = 60
 warnings = {{ fail-on = true }}
@@ -88,6 +100,26 @@ include-operation-id = "stop-run"
 [operations.parameters]
 "path.taskName" = "held"
 "path.runId" = {{ dictionary = "live_run", probability = 0.5 }}
+
+[dictionaries.notification]
+values = ["{notification}"]
+
+[[operations]]
+include-operation-id = "test-notifier"
+parameters = {{ "path.name" = "hook" }}
+
+[dictionaries.dead_notification]
+values = ["{dead}"]
+
+[[operations]]
+include-operation-id = "get-notification"
+[operations.parameters]
+"path.notificationId" = {{ dictionary = "notification", probability = 0.5 }}
+
+[[operations]]
+include-operation-id = "retry-notification"
+[operations.parameters]
+"path.notificationId" = {{ dictionary = "dead_notification", probability = 0.5 }}
 """
 MAX_AUTH_FAILURES = "100000"
 
@@ -97,16 +129,21 @@ def daemon(
     module_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DaemonProcess]:
     workdir = tmp_path_factory.mktemp("schemathesis")
-    process = start_daemon(
-        write_config(workdir, CONFIG),
-        module_database_url,
-        workdir,
-        {"RUNWARDEN_AUTH_MAX_FAILURES": MAX_AUTH_FAILURES},
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
+    # A notifier whose receiver (on 127.0.0.1) takes everything: its test and its
+    # deliveries are reachable, not only 404s.
+    with receiver() as hook:
+        url = hook.script("/hook", Answer(200))
+        gone = hook.script("/gone", Answer(410))
+        process = start_daemon(
+            write_config(workdir, CONFIG.format(hook_url=url, gone_url=gone)),
+            module_database_url,
+            workdir,
+            {"RUNWARDEN_AUTH_MAX_FAILURES": MAX_AUTH_FAILURES},
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
 
 
 def test_the_openapi_document_is_valid_openapi_3_1(daemon: DaemonProcess) -> None:
@@ -128,8 +165,14 @@ def test_schemathesis_finds_no_failure_and_reaches_every_operation(
         live_run = wait_for(
             lambda: client.get("/api/tasks/held/runs", params={"status": "running"}).json()["runs"]
         )[0]["id"]
+        notification = client.post("/api/notifiers/hook/test").json()["id"]
+        # Given up at once (410): a delivery that can be retried.
+        dead = client.post("/api/notifiers/gone/test", params={"wait": "true"}).json()
+        assert dead["status"] == "dead", dead
     config = tmp_path / "schemathesis.toml"
-    config.write_text(SCHEMATHESIS_TOML.format(live_run=live_run))
+    config.write_text(
+        SCHEMATHESIS_TOML.format(live_run=live_run, notification=notification, dead=dead["id"])
+    )
     report = tmp_path / "report.json"
     headers = [f"--header={name}: {value}" for name, value in daemon.headers.items()]
     command = [
