@@ -21,8 +21,13 @@ FAILURES = frozenset(
 )
 """End reasons that make a failure streak (``recovered`` ends one)."""
 
-EVENTS = (*(f"run.{reason.value}" for reason in EndReason), "run.recovered")
-EVENTS = (*EVENTS, "run.long_running", "run.missed", "notify.test")
+EVENTS = (
+    *(f"run.{reason.value}" for reason in EndReason),
+    "run.recovered",
+    "run.long_running",
+    "run.missed",
+    "notify.test",
+)
 """Every event type."""
 
 ON_NAMES = tuple(e.removeprefix("run.") for e in EVENTS if e.startswith("run."))

@@ -264,7 +264,10 @@ BEGIN
         VALUES (NEW.task_name, ev, '-infinity') ON CONFLICT DO NOTHING;
         SELECT * INTO s FROM notify_streams
          WHERE task_name = NEW.task_name AND event = ev FOR UPDATE;
-        IF now() < s.window_started_at + win THEN
+        -- The clock read under the lock, not the transaction's start (now()): an end
+        -- whose transaction began before the one that opened the window committed must
+        -- not count as inside it (with a window of 0 nothing is ever held).
+        IF win > interval '0' AND clock_timestamp() < s.window_started_at + win THEN
             UPDATE notify_streams SET held = held + 1, last_run_id = NEW.id
              WHERE task_name = NEW.task_name AND event = ev;
             send := 'suppressed';
@@ -272,7 +275,8 @@ BEGIN
             IF s.held > 0 THEN
                 PERFORM runwarden_notify_summary(NEW.task_name, ev, s.held, s.last_run_id);
             END IF;
-            UPDATE notify_streams SET window_started_at = now(), held = 0, last_run_id = NULL
+            UPDATE notify_streams
+               SET window_started_at = clock_timestamp(), held = 0, last_run_id = NULL
              WHERE task_name = NEW.task_name AND event = ev;
             send := 'pending';
         END IF;

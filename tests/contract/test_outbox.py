@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -321,6 +322,10 @@ async def test_prune_removes_old_settled_events_only(outbox: Outbox) -> None:
     assert await outbox.box.get(waiting) is not None
 
 
+async def _no_time(seconds: float) -> None:
+    raise NotImplementedError
+
+
 @pytest.fixture(params=["memory", "postgres"])
 async def crowded(request: pytest.FixtureRequest) -> AsyncIterator[Outbox]:
     """Each implementation; on Postgres with enough connections for racing claimers."""
@@ -330,11 +335,8 @@ async def crowded(request: pytest.FixtureRequest) -> AsyncIterator[Outbox]:
     url = request.getfixturevalue("database_url")
     engine = create_async_engine(async_url(url), pool_size=CROWD, max_overflow=0)
 
-    async def passes(seconds: float) -> None:
-        raise NotImplementedError
-
     try:
-        yield Outbox(PostgresRunRepository(engine), PostgresOutbox(engine), passes)
+        yield Outbox(PostgresRunRepository(engine), PostgresOutbox(engine), _no_time)
     finally:
         await engine.dispose()
 
@@ -359,3 +361,29 @@ async def test_racing_ends_of_one_task_send_the_first_once(crowded: Outbox) -> N
     found = await crowded.all()
     statuses = sorted(d.status.value for d in found)
     assert statuses == ["pending"] + ["suppressed"] * 19
+
+
+async def test_an_end_begun_before_a_window_opened_is_not_inside_it(engine: Any) -> None:
+    """PostgreSQL's now() is when a transaction began: an end whose transaction began
+    before another end opened the window, and commits after it, is not a repeat."""
+    runs, box = PostgresRunRepository(engine), PostgresOutbox(engine)
+    await box.configure(Routing(channels=(OPS,), coalesce_window=0))
+    early = Run(new_id(T0), "job", T0, TriggeredBy.API)
+    await runs.add(early)
+    running = early.started(T0)
+    assert await runs.replace(running, RunStatus.PENDING)
+    ended = running.ended(EndReason.FAILED, T0, 1)
+    async with engine.connect() as conn:
+        await conn.execute(sa.text("BEGIN"))
+        await conn.execute(sa.text("SELECT now()"))  # this transaction's clock stops here
+        await Outbox(runs, box, _no_time).end("job", EndReason.FAILED)  # opens the window
+        await conn.execute(
+            sa.text(
+                "UPDATE runs SET status = 'ended', end_reason = 'failed', exit_code = 1, "
+                "end_at = now() WHERE id = :id"
+            ),
+            {"id": ended.id},
+        )
+        await conn.execute(sa.text("COMMIT"))
+    page = await box.list(DeliveryQuery())
+    assert [d.status.value for d in page.deliveries] == ["pending", "pending"]

@@ -61,6 +61,16 @@ def _notifications(daemon: DaemonProcess, **params: Any) -> list[dict[str, Any]]
     return list(page["notifications"])
 
 
+def _all_delivered(daemon: DaemonProcess, count: int, timeout: float) -> list[dict[str, Any]]:
+    """The delivered notifications once there are ``count`` (a bound on a hang)."""
+
+    def found() -> list[dict[str, Any]] | None:
+        delivered = _notifications(daemon, status="delivered")
+        return delivered if len(delivered) == count else None
+
+    return list(wait_until(found, timeout=timeout))
+
+
 def test_two_daemons_deliver_200_events_exactly_once(database_url: str, tmp_path: Path) -> None:
     with receiver() as hook:
         hook.script("/hook", Answer(200))
@@ -73,11 +83,7 @@ def test_two_daemons_deliver_200_events_exactly_once(database_url: str, tmp_path
                 runs = list(pool.map(_fail, [second, first] * 50))
             received = hook.wait_for("/hook", 200, timeout=180)
 
-            def all_delivered() -> list[dict[str, Any]] | None:
-                found = _notifications(first, status="delivered")
-                return found if len(found) == 200 else None
-
-            delivered = wait_until(all_delivered, timeout=120)
+            delivered = _all_delivered(first, 200, timeout=120)
         counts = Counter(r.webhook_id for r in hook.at("/hook"))
     assert len(received) == 200
     assert set(counts.values()) == {1}  # nothing twice
@@ -101,11 +107,7 @@ def test_a_daemon_killed_holding_claims_loses_nothing(database_url: str, tmp_pat
             hook.release()
             survivor = nodes.start()
 
-            def all_delivered() -> list[dict[str, Any]] | None:
-                found = _notifications(survivor, status="delivered")
-                return found if len(found) == 20 else None
-
-            delivered = wait_until(all_delivered, timeout=120)
+            delivered = _all_delivered(survivor, 20, timeout=120)
         after = hook.at("/hook")[20:]
     assert {d["id"] for d in delivered} == set(ids)
     assert {r.webhook_id for r in after} == set(ids)  # each sent again, same id
@@ -159,9 +161,5 @@ def test_a_stopping_daemon_gives_its_claims_back(database_url: str, tmp_path: Pa
             hook.release()
             successor = nodes.start()
 
-            def all_delivered() -> list[dict[str, Any]] | None:
-                found = _notifications(successor, status="delivered")
-                return found if len(found) == 5 else None
-
-            delivered = wait_until(all_delivered, timeout=60)
+            delivered = _all_delivered(successor, 5, timeout=60)
     assert {d["id"] for d in delivered} == set(ids)

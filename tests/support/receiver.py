@@ -117,6 +117,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 def receiver() -> Iterator[Receiver]:
     """A receiver serving on 127.0.0.1 (a free port) until the block ends."""
     state = Receiver()
+    # A deep listen queue: a burst of senders must not find the door shut (the default 5).
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
