@@ -1,7 +1,8 @@
 """``[notify]`` and ``[notifiers.NAME]`` of ``runwarden.toml``: checked key by key.
 
 Problems are reported through the loader's ``add`` (file, table, key, hint), like every
-other table's; values may be ``${VAR}`` or ``${file:/path}`` (``app/config_refs.py``).
+other table's; values may be ``${VAR}`` or ``${file:/path}``, resolved for the whole file by
+``app/config_values.py`` before these tables are read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.config_refs import UnresolvedReference, resolve_references
 from domain.channels import DEFAULT_TIMEOUT, ChannelSpec, ChannelType, SmtpTls
 from domain.durations import parse_duration
 from domain.notifications import DEFAULT_BUDGET, DEFAULT_COALESCE_WINDOW, DEFAULT_ON, ON_NAMES
@@ -146,11 +146,6 @@ def _channel(name: str, raw: Any, add: Add) -> ChannelSpec | None:
             bad(f'unknown key "{key}"', key, hint)
             continue
         if key == "type":
-            continue
-        try:
-            value = resolve_references(value, key)
-        except UnresolvedReference as error:
-            bad(f'"{key}": {error}', key, error.hint)
             continue
         problem = _check(kind, key, value, values)
         if problem:

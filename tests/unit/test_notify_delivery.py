@@ -15,7 +15,6 @@ from adapters.notify.apprise import MISSING, load_apprise
 from adapters.notify.http import body_for, headers_for, retry_after
 from adapters.notify.signing import sign
 from app.config import ConfigError, validate_text
-from app.config_refs import UnresolvedReference, resolve_references
 from domain.channels import ChannelSpec, ChannelType
 from domain.messages import Message
 
@@ -111,21 +110,27 @@ def test_redaction_hides_every_secret() -> None:
     assert channel.public_url == "https://hooks.slack.com/…"
 
 
-def test_references_resolve_from_env_and_files(tmp_path: Path) -> None:
+def test_notifier_values_take_references_like_every_config_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")
-    env = {"HOOK": "https://h/x"}
-    assert resolve_references("${HOOK}", "url", env) == "https://h/x"
-    assert resolve_references(f"${{file:{secret}}}", "secret", env) == "s3cret"
-    assert resolve_references({"A": "Bearer ${HOOK}"}, "headers", env) == {
-        "A": "Bearer https://h/x"
-    }
-    assert resolve_references("$${HOOK}", "url", env) == "${HOOK}"
-    assert resolve_references(5, "port", env) == 5
-    with pytest.raises(UnresolvedReference, match="NOPE is not set"):
-        resolve_references("${NOPE}", "url", env)
-    with pytest.raises(UnresolvedReference, match="cannot read the file"):
-        resolve_references(f"${{file:{tmp_path / 'missing'}}}", "secret", env)
+    monkeypatch.setenv("HOOK", "https://h/x")
+    text = f"""
+[notifiers.hook]
+type = "webhook"
+url = "${{HOOK}}"
+secret = "${{file:{secret}}}"
+headers = {{ Authorization = "Bearer ${{HOOK}}", X-Literal = "$${{HOOK}}" }}
+"""
+    hook = validate_text(text, str(tmp_path / "runwarden.toml")).notify.notifiers["hook"]
+    assert (hook.url, hook.secret) == ("https://h/x", "s3cret")
+    assert hook.headers == {"Authorization": "Bearer https://h/x", "X-Literal": "${HOOK}"}
+    monkeypatch.delenv("HOOK")
+    with pytest.raises(ConfigError) as raised:
+        validate_text(text, str(tmp_path / "runwarden.toml"))
+    assert "notifiers.hook" in str(raised.value)
+    assert "HOOK" in str(raised.value)
 
 
 GOOD = """
