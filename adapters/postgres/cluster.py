@@ -13,16 +13,14 @@ from __future__ import annotations
 import builtins
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.postgres.database import autocommit, transaction
-from adapters.postgres.locks import CounterKey, counter_lock_order
-from adapters.postgres.rows import from_row, to_row
+from adapters.postgres.rows import from_row
+from adapters.postgres.runs import replace_many_params
 from adapters.postgres.tables import RUN_COLUMNS
 from domain import policies
 from domain.cluster import Heartbeat, NodeInfo, NodeState, NodeStatus
@@ -175,11 +173,6 @@ def _node_status(row: RowMapping) -> NodeStatus:
     )
 
 
-def _counter_key(run: Run) -> CounterKey:
-    reason = run.end_reason.value if run.end_reason is not None else ""
-    return (run.task_name, run.status.value, reason)
-
-
 class PostgresCluster(ClusterStore):
     """Nodes and their holdings in PostgreSQL."""
 
@@ -312,27 +305,8 @@ async def _settle(
         released = (await conn.execute(_RELEASE_PENDING, {"ids": release})).rowcount
     if not items:
         return [], [], int(released)
-    keys: list[CounterKey] = []
-    for new, expected, follow_up in items:
-        keys += [(new.task_name, expected.value, ""), _counter_key(new)]
-        if follow_up is not None:
-            keys.append(_counter_key(follow_up))
-    keys = counter_lock_order(keys)
-    payload = [
-        {
-            "new": to_row(new),
-            "expected": expected.value,
-            "follow_up": to_row(follow_up) if follow_up is not None else None,
-        }
-        for new, expected, follow_up in items
-    ]
-    params: dict[str, Any] = {
-        "items": msgspec.json.encode(payload).decode(),
-        "tasks": [k[0] for k in keys],
-        "statuses": [k[1] for k in keys],
-        "reasons": [k[2] for k in keys],
-    }
-    rows = (await conn.execute(_REPLACE_MANY, params)).all()
+    # The owners' own batched replace, fenced the same way, inside this transaction.
+    rows = (await conn.execute(_REPLACE_MANY, replace_many_params(items))).all()
     done = {item for item, replaced in rows if replaced}
     crashed = [items[i][0] for i in sorted(done) if items[i][1] is RunStatus.RUNNING]
     retries = [f for i in sorted(done) if (f := items[i][2]) is not None]

@@ -109,6 +109,22 @@ def _counter_key(run: Run) -> CounterKey:
     return (run.task_name, run.status.value, reason)
 
 
+def replace_many_params(items: Sequence[_Replacement]) -> dict[str, Any]:
+    """The parameters of ``runwarden_replace_many`` for these replaces (each a new run, the
+    status it must still have, a follow-up or None), every counter row of the batch listed
+    to be locked up front in one order (see migration 0006)."""
+    keys = counter_lock_order([key for item in items for key in _counter_keys(item)])
+    rows = [
+        {
+            "new": to_row(new),
+            "expected": expected.value,
+            "follow_up": to_row(follow_up) if follow_up is not None else None,
+        }
+        for new, expected, follow_up in items
+    ]
+    return {**_items(rows), **_lock_params(keys)}
+
+
 async def _first_run(conn: AsyncConnection, *where: sa.ColumnElement[bool]) -> Run | None:
     row = (await conn.execute(sa.select(*RUN_COLUMNS).where(*where))).mappings().first()
     return from_row(row) if row is not None else None
@@ -242,17 +258,7 @@ class PostgresRunRepository(RunRepository):
         return bool(replaced)
 
     async def _replace_many(self, items: Sequence[_Replacement]) -> builtins.list[bool]:
-        # Every counter row of the batch, locked up front in one order (see migration 0006).
-        keys = counter_lock_order([key for item in items for key in _counter_keys(item)])
-        rows = [
-            {
-                "new": to_row(new),
-                "expected": expected.value,
-                "follow_up": to_row(follow_up) if follow_up is not None else None,
-            }
-            for new, expected, follow_up in items
-        ]
-        params = {**_items(rows), **_lock_params(keys)}
+        params = replace_many_params(items)
         async with autocommit(self._engine) as conn:
             found = (await conn.execute(_REPLACE_MANY, params)).mappings().all()
             await wait_for_flush(conn)

@@ -54,6 +54,14 @@ class World:
             pid=next(self._pids),
         )
 
+    async def two_nodes(self) -> tuple[Membership, Membership]:
+        """Two live daemons of this machine, joined in turn (the first sees the second at
+        its next renewal)."""
+        first, second = self.member(), self.member()
+        await first.join({})
+        await second.join({})
+        return first, second
+
     async def node_running(self, node: NodeInfo, run_id: str) -> Run:
         await self.cluster.register(node)
         run = Run(run_id, "job", T0, TriggeredBy.API, node_id=node.id)
@@ -102,10 +110,7 @@ async def test_a_renewal_keeps_the_node_and_a_reaped_node_fences() -> None:
 
 async def test_cut_off_with_live_peers_a_node_fences_before_its_lease_can_run_out() -> None:
     world = World()
-    member = world.member()
-    await member.join({})
-    peer = world.member()
-    await peer.join({})
+    member, _peer = await world.two_nodes()
     assert await member.renew() is FenceAction.KEEP
     assert member.peers == 1
     world.cluster.reachable = False
@@ -126,10 +131,7 @@ async def test_alone_a_node_keeps_its_processes_through_an_outage() -> None:
 
 async def test_back_after_an_outage_a_node_waits_a_lease_before_reaping() -> None:
     world = World()
-    member = world.member()
-    await member.join({})
-    peer = world.member()
-    await peer.join({})
+    member, peer = await world.two_nodes()
     await member.renew()
     # The peer went quiet (in truth: the store did), and we were away for a while.
     world.clock.advance(TIMING.lease + 1)
@@ -144,10 +146,7 @@ async def test_a_late_node_nobody_reaped_keeps_its_lease_with_one_last_renewal()
     # A slow start or a long pause: the trust in the lease is spent, but the store says the
     # node is still up, so nothing was taken over and nothing needs stopping.
     world = World()
-    member = world.member()
-    await member.join({})
-    peer = world.member()
-    await peer.join({})
+    member, _peer = await world.two_nodes()
     await member.renew()
     world.clock.advance(TIMING.lease + 5)
     assert member.trust_left() < 0
