@@ -42,6 +42,7 @@ from app.metrics import Metrics
 from app.openapi import finalize_openapi, openapi_config
 from app.runtime.membership import ClusterTiming
 from app.security import SecurityMiddleware, SecurityOptions
+from app.ui import UI_HANDLERS, template_config
 
 log = logging.getLogger("runwarden")
 
@@ -167,7 +168,8 @@ def create_app(settings: Settings) -> Litestar:
         return app.state.run_events  # type: ignore[no-any-return]
 
     app = Litestar(
-        route_handlers=ROUTE_HANDLERS,
+        route_handlers=[*ROUTE_HANDLERS, *UI_HANDLERS],
+        template_config=template_config(),
         dependencies={
             "daemon": Provide(provide_daemon, sync_to_thread=False),
             "run_events": Provide(provide_run_events, sync_to_thread=False),
@@ -179,7 +181,7 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=openapi_config(package_version(), settings.security.root_path),
         request_max_body_size=MAX_BODY_BYTES,
         middleware=[metrics.middleware()],
-        state=State({"metrics": metrics}),
+        state=State({"metrics": metrics, "auth_on": settings.security.tokens is not None}),
         debug=False,
         # Logging is set up once by app.cli (format with request ids); Litestar would
         # replace the root logger's handlers with its own.

@@ -34,8 +34,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _HASHED = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHALLENGE = b'Bearer realm="runwarden"'
 _INVALID_TOKEN_CHALLENGE = b'Bearer realm="runwarden", error="invalid_token"'
-_PUBLIC = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
-_PUBLIC_TREES = ("/docs/", "/schemas/")
+_PUBLIC = frozenset({"/", "/health", "/ready", "/openapi.json", "/docs", "/ui/login"})
+_PUBLIC_TREES = ("/docs/", "/schemas/", "/ui/static/")
 
 # /docs is Swagger UI from our own /docs/assets: nothing from elsewhere. Its page starts the
 # UI with an inline script (the document is embedded in it) and the UI sets inline styles.
@@ -44,6 +44,11 @@ _CSP_DOCS = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# The dashboard: our own scripts and styles only, no inline script or style anywhere.
+_CSP_UI = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 ALWAYS_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
@@ -232,7 +237,8 @@ class SecurityMiddleware:
     def _with_headers(send: Any, path: str, request_id: str) -> Any:
         is_api = path == "/api" or path.startswith("/api/")
         is_docs = path == "/docs" or path.startswith("/docs/")
-        static, replaced = _STATIC_HEADERS[is_api, is_docs]
+        is_ui = path == "/ui" or path.startswith("/ui/")
+        static, replaced = _STATIC_HEADERS[is_api, is_docs or is_ui, is_ui]
         ours = [*static, (b"x-request-id", request_id.encode())]
 
         async def send_with_headers(message: Any) -> None:
@@ -247,16 +253,22 @@ class SecurityMiddleware:
 Headers = tuple[tuple[bytes, bytes], ...]
 
 
-def _static_headers(is_api: bool, is_docs: bool) -> tuple[Headers, frozenset[bytes]]:
+def _static_headers(is_api: bool, is_page: bool, is_ui: bool) -> tuple[Headers, frozenset[bytes]]:
     """The headers every response of a kind of path gets; the names they replace."""
-    csp = _CSP_DOCS if is_docs else _CSP_API
+    csp = _CSP_UI if is_ui else _CSP_DOCS if is_page else _CSP_API
     cache = ((b"cache-control", b"no-store"),) if is_api else ()
     headers = (*ALWAYS_HEADERS, (b"content-security-policy", csp.encode()), *cache)
     return headers, frozenset({name for name, _ in headers} | {b"x-request-id"})
 
 
-# Built once: (is_api, is_docs) -> headers and replaced names; x-request-id is per request.
-_STATIC_HEADERS = {(a, d): _static_headers(a, d) for a in (False, True) for d in (False, True)}
+# Built once: (is_api, is_page, is_ui) -> headers and replaced names; x-request-id is per
+# request.
+_STATIC_HEADERS = {
+    (a, p, u): _static_headers(a, p, u)
+    for a in (False, True)
+    for p in (False, True)
+    for u in (False, True)
+}
 
 
 def encode_problem(base_url: str, status: int, detail: str) -> bytes:

@@ -1,0 +1,10 @@
+"""Dashboard page handlers, one module per page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.ui.pages.overview import overview
+from app.ui.pages.prefs import set_prefs
+
+PAGE_HANDLERS: list[Any] = [overview, set_prefs]
