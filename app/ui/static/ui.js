@@ -63,7 +63,7 @@
     zone.addEventListener("change", function () {
       var value = zone.value === "local"
         ? Intl.DateTimeFormat().resolvedOptions().timeZone : zone.value;
-      document.cookie = "runwarden_zone=" + encodeURIComponent(value) +
+      document.cookie = "runwarden_zone=" + value +
         "; path=/; max-age=31536000; samesite=strict";
       location.reload();
     });
