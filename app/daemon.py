@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from datetime import datetime
 
 from app.config import Config, ConfigError, load_config
 from app.runtime.dispatcher import Dispatcher
+from app.runtime.duties import ClusterDuties, wait_for_end
 from app.runtime.membership import ClusterTiming, Membership
 from app.runtime.notifier import NotificationRelay
 from app.runtime.resilience import durably
@@ -19,8 +19,8 @@ from app.runtime.retention import retention_loop
 from app.runtime.scheduler import CronScheduler
 from app.runtime.supervisor import ServiceSupervisor
 from domain import services
-from domain.cluster import FenceAction, NodeStatus
-from domain.errors import NotAService, ServiceInstance, StoreUnavailable, TriggerSkipped
+from domain.cluster import NodeStatus
+from domain.errors import NotAService, ServiceInstance, TriggerSkipped
 from domain.listing import RunPage, RunQuery
 from domain.policies import Admission
 from domain.ports import (
@@ -33,21 +33,10 @@ from domain.ports import (
     RunRepository,
     SlotLedger,
 )
-from domain.run import EndReason, Run, RunStatus
+from domain.run import EndReason, Run
 from domain.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
-
-WAIT_POLL_INTERVAL = 0.15
-"""Seconds between reads of a run that a trigger with ``wait=true`` waits on."""
-ADOPT_BATCH = 100
-"""Pending runs held by no node that one node takes over at a time."""
-RETENTION_LEASE = 900.0
-"""Seconds a node keeps the retention duty between passes (every 600 s) before another
-node may take it."""
-STOP_WAIT_MARGIN = 5.0
-"""Seconds beyond the task's ``graceful_stop`` and the lease that a stop sent to another
-node waits for the end to be recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +81,7 @@ class Daemon:
     _cron_loop: asyncio.Task[None] | None = field(default=None, init=False)
     _loops: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _heartbeats: asyncio.Task[None] | None = field(default=None, init=False)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    duties: ClusterDuties = field(init=False)
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +93,14 @@ class Daemon:
             version=self.version,
             config_hash=self.config.config_hash,
         )
+        self.duties = ClusterDuties(
+            membership=self.membership,
+            cluster=self.cluster,
+            repo=self.repo,
+            clock=self.clock,
+            timing=self.timing,
+            tasks=lambda: self.tasks,
+        )
         self.dispatcher = Dispatcher(
             self.repo,
             self.logs,
@@ -112,7 +109,7 @@ class Daemon:
             self.tasks,
             on_end=self.on_run_end,
             node=self._node,
-            stop_elsewhere=self._stop_elsewhere,
+            stop_elsewhere=self.duties.stop_elsewhere,
         )
         if self.outbox is not None and self.sender is not None:
             self.relay = NotificationRelay(
@@ -144,6 +141,7 @@ class Daemon:
             node=self._node,
             live_nodes=lambda: self.membership.live_nodes,
         )
+        self.duties.attach(self.dispatcher, self.supervisor)
 
     @property
     def tasks(self) -> dict[str, TaskSpec]:
@@ -165,8 +163,8 @@ class Daemon:
         await self.membership.join(self.tasks)
         loop = asyncio.get_running_loop()
         # Heart-beating from the moment the node exists: a slow start must not look dead.
-        self._heartbeats = loop.create_task(self._heartbeat_loop())
-        await self._adopt()
+        self._heartbeats = loop.create_task(self.duties.heartbeat_loop())
+        await self.duties.adopt()
         await self.supervisor.start()
         await self.scheduler.load_state()
         if self.relay is not None:
@@ -174,10 +172,10 @@ class Daemon:
         self._cron_loop = loop.create_task(self.scheduler.run())
         self._loops = [
             self._cron_loop,
-            loop.create_task(self._duties_loop()),
+            loop.create_task(self.duties.duties_loop()),
             loop.create_task(
                 retention_loop(
-                    self.repo, self.clock, lambda: self.tasks, may_run=self._lead_retention
+                    self.repo, self.clock, lambda: self.tasks, may_run=self.duties.lead_retention
                 )
             ),
         ]
@@ -200,17 +198,12 @@ class Daemon:
         await self.membership.leave()
 
     def on_control(self, payload: str) -> None:
-        """A notification on the control channel: a stop request, or slots to look at."""
-        try:
-            body = json.loads(payload)
-            op = body["op"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a malformed control notification")
-            return
-        if op == "stop" and body.get("node") == self.node_id:
-            self.dispatcher.stop_here(str(body.get("run")))
-        elif op == "slots":
-            self._wake.set()
+        """A notification on the control channel (see :class:`ClusterDuties`)."""
+        self.duties.on_control(payload)
+
+    def on_run_change(self, payload: str) -> None:
+        """A run changed somewhere in the cluster (see :class:`ClusterDuties`)."""
+        self.duties.on_run_change(payload)
 
     async def reload_file(self) -> Reloaded:
         """Re-read the config file this daemon was started with and apply it.
@@ -257,7 +250,7 @@ class Daemon:
             await self.supervisor.reconfigure(config.tasks)
             if self.relay is not None:
                 await self.relay.reconfigure(config.notify, config.tasks, self.base_url)
-            self._wake.set()
+            self.duties.wake.set()
         log.info(
             "config reloaded (hash %s): added %s, removed %s, changed %s",
             report.config_hash,
@@ -267,90 +260,9 @@ class Daemon:
         )
         return report
 
-    def on_run_change(self, payload: str) -> None:
-        """A run changed somewhere in the cluster (``runwarden_runs``): when one ended, runs
-        of its task waiting here for a slot that another node held try again now."""
-        if not self.dispatcher.waiting_for_slots or '"status": "ended"' not in payload:
-            return
-        try:
-            task_name = json.loads(payload)["task_name"]
-        except (ValueError, KeyError, TypeError):
-            return
-        self.dispatcher.slot_freed(str(task_name))
-
     async def nodes(self) -> Sequence[NodeStatus]:
         """Every node of the cluster, judged alive on the database's clock."""
         return await self.cluster.nodes(self.timing.lease)
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            if await self.membership.renew() is FenceAction.FENCE:
-                await self._fence()
-            await asyncio.sleep(self.membership.next_renewal())
-
-    async def _fence(self) -> None:
-        """Declared dead (or unable to prove otherwise while others live): stop every
-        process now, record nothing as the old node, rejoin with a new id."""
-        old = self.node_id
-        log.error(
-            "node %s lost its lease (reaped, or cut off from the database while other nodes "
-            "were alive): killing its processes and rejoining as a new node",
-            old,
-        )
-        await asyncio.gather(self.dispatcher.abandon(), self.supervisor.abandon())
-        await self.membership.join(self.tasks)
-        self._wake.set()
-
-    async def _duties_loop(self) -> None:
-        """Every second (or when notified): reap, adopt, honour stop requests, keep slots."""
-        while True:
-            for duty in (self._reap, self._adopt, self._stop_requested, self.supervisor.sync):
-                try:
-                    await duty()
-                except StoreUnavailable:
-                    pass  # the heartbeat loop reports the outage
-                except Exception:
-                    log.exception("cluster duty %s failed; retrying", duty.__name__)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.timing.poll):
-                    await self._wake.wait()
-
-    async def _reap(self) -> None:
-        await self.membership.reap(self.tasks)
-
-    async def _adopt(self) -> None:
-        names = [name for name, task in self.tasks.items() if not task.is_service]
-        adopted = await durably(
-            lambda: self.cluster.adopt(self.node_id, names, ADOPT_BATCH),
-            what="taking over pending runs",
-        )
-        for run in adopted:
-            self.dispatcher.submit(run)
-        if adopted:
-            log.info("took over %d pending runs", len(adopted))
-
-    async def _stop_requested(self) -> None:
-        for run_id in await self.cluster.stop_requests(self.node_id):
-            self.dispatcher.stop_here(run_id)
-
-    async def _lead_retention(self) -> bool:
-        return await self.cluster.try_lead("retention", self.node_id, RETENTION_LEASE)
-
-    async def _stop_elsewhere(self, run: Run) -> None:
-        """Stop a run this node does not run: end it if still pending, else ask its owner
-        and wait (bounded) until the end is recorded."""
-        if run.status is RunStatus.PENDING and await services.end_run(
-            self.repo, run, EndReason.STOPPED, self.clock.now()
-        ):
-            return
-        if await self.cluster.request_stop(run.id) is None:
-            return  # ended meanwhile
-        task = self.tasks.get(run.task_name)
-        grace = task.graceful_stop if task is not None else 0.0
-        found = await self.repo.get(run.id)
-        if found is not None:
-            await self.wait_for_end(found, grace + self.timing.lease + STOP_WAIT_MARGIN)
 
     @property
     def scheduler_alive(self) -> bool:
@@ -413,22 +325,8 @@ class Daemon:
 
     async def wait_for_end(self, run: Run, seconds: float) -> Run:
         """Poll the store until ``run`` has ended or ``seconds`` passed; the run as last
-        read. Polling, not the dispatcher's events: another daemon sharing the
-        database may be the one running it."""
-        deadline = self.clock.monotonic() + seconds
-        while run.status is not RunStatus.ENDED:
-            left = deadline - self.clock.monotonic()
-            if left <= 0:
-                break
-            await asyncio.sleep(min(WAIT_POLL_INTERVAL, left))
-            try:
-                found = await self.repo.get(run.id)
-            except StoreUnavailable:
-                continue  # the run goes on meanwhile; answer with what is known at the end
-            if found is None:
-                break  # deleted meanwhile (retention, or a client)
-            run = found
-        return run
+        read."""
+        return await wait_for_end(self.repo, self.clock, run, seconds)
 
     async def delete_run(self, task_name: str, run_id: str) -> Run:
         """Remove an ended run and its log; 409 (``RunStillActive``) while it is active."""
