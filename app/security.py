@@ -15,15 +15,17 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
+from app import browser_auth
 from app.auth_limit import FailureLimiter
 from app.urls import ProxyResolver, scope_base_url
+from domain.errors import StoreUnavailable
 
 log = logging.getLogger("runwarden.security")
 
@@ -90,28 +92,89 @@ def is_hashed_token(entry: str) -> bool:
 
 
 class TokenSet:
-    """The accepted tokens, kept only as SHA-256 digests."""
+    """The accepted tokens, kept only as SHA-256 digests.
 
-    def __init__(self, digests: Iterable[bytes] = ()) -> None:
-        self._digests = tuple(digests)
+    Those from ``[api] tokens`` (``configured``) are kept apart from the others (the
+    environment's, a generated one) so that a config reload can replace just them.
+    """
+
+    def __init__(self, digests: Iterable[bytes] = (), configured: Iterable[bytes] = ()) -> None:
+        self._fixed = tuple(digests)
+        self._configured = tuple(configured)
+        self._digests = self._fixed + self._configured
 
     @classmethod
     def build(cls, plain: Iterable[str] = (), hashed: Iterable[str] = ()) -> TokenSet:
         """From plain tokens (environment) and ``sha256:<hex>`` entries (config file)."""
         digests = [hashlib.sha256(token.encode()).digest() for token in plain]
-        digests += [bytes.fromhex(entry.removeprefix("sha256:")) for entry in hashed]
-        return cls(digests)
+        return cls(digests, _hashed_digests(hashed))
+
+    def with_configured(self, hashed: Iterable[str]) -> TokenSet:
+        """These tokens with the ``[api] tokens`` part replaced by ``hashed``."""
+        return TokenSet(self._fixed, _hashed_digests(hashed))
 
     def __len__(self) -> int:
         return len(self._digests)
 
     def matches(self, token: str) -> bool:
         """Whether ``token`` is one of ours, in time that depends only on how many there are."""
+        return self.digest_of(token) is not None
+
+    def digest_of(self, token: str) -> bytes | None:
+        """The SHA-256 digest of ``token`` if it is one of ours (what a session records)."""
         presented = hashlib.sha256(token.encode()).digest()
+        return presented if self.has_digest(presented) else None
+
+    def has_digest(self, presented: bytes) -> bool:
+        """Whether a token with this digest is accepted (every digest compared: no early exit)."""
         found = False
-        for digest in self._digests:  # every digest is compared: no early exit
+        for digest in self._digests:
             found |= hmac.compare_digest(digest, presented)
         return found
+
+
+def _hashed_digests(hashed: Iterable[str]) -> list[bytes]:
+    return [bytes.fromhex(entry.removeprefix("sha256:")) for entry in hashed]
+
+
+class LiveTokens:
+    """The tokens accepted now: ``[api] tokens`` follow config reloads.
+
+    The environment's tokens and a generated one stay as they were at start (the
+    environment is read once). With :meth:`follow`, each :meth:`current` looks at the
+    config in force; a reload replaces the config object, so an identity check is all a
+    request pays until then.
+    """
+
+    def __init__(self, tokens: TokenSet) -> None:
+        self._tokens = tokens
+        self._source: Callable[[], Sequence[str]] | None = None
+        self._seen: Sequence[str] | None = None
+
+    def follow(self, configured: Callable[[], Sequence[str]]) -> None:
+        """Take ``[api] tokens`` from ``configured()`` (e.g. the daemon's current config)."""
+        self._source = configured
+
+    def current(self) -> TokenSet:
+        """The accepted tokens, as of the config in force."""
+        if self._source is not None:
+            entries = self._source()
+            if entries is not self._seen:
+                self._tokens = self._tokens.with_configured(entries)
+                self._seen = entries
+        return self._tokens
+
+
+class SessionCheck(Protocol):
+    """What the middleware asks about a session cookie (``app.sessions.SessionGate``)."""
+
+    def tokens(self) -> TokenSet:
+        """The tokens accepted now (sessions of other tokens are dead)."""
+        ...
+
+    async def csrf_token(self, session_id: str) -> str | None:
+        """The CSRF token of a live session of an accepted token; None for any other id."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -172,14 +235,24 @@ def _is_public(path: str, metrics_public: bool) -> bool:
 
 
 class SecurityMiddleware:
-    """Proxy headers and root path, request id, security headers, auth and its rate limit."""
+    """Proxy headers and root path, request id, security headers, auth and its rate limit.
+
+    With ``sessions``, a request without a bearer token may authenticate with the
+    dashboard's session cookie instead (see :mod:`app.browser_auth`); an unauthenticated
+    dashboard page is then sent to ``/ui/login``.
+    """
 
     def __init__(
-        self, app: Any, options: SecurityOptions, limiter: FailureLimiter | None = None
+        self,
+        app: Any,
+        options: SecurityOptions,
+        limiter: FailureLimiter | None = None,
+        sessions: SessionCheck | None = None,
     ) -> None:
         self.app = app
         self.options = options
         self.limiter = limiter if limiter is not None else FailureLimiter.from_env()
+        self.sessions = sessions
         # Without trusted proxies or a root path there is nothing to rewrite: skip the work.
         self._rewrites = bool(options.proxies.trusted or options.root_path)
 
@@ -198,13 +271,64 @@ class SecurityMiddleware:
             if self.options.tokens is None or _is_public(path, self.options.metrics_public):
                 await self.app(scope, receive, send)
                 return
-            refusal = self._refusal(scope, self.options.tokens)
+            tokens = self.options.tokens if self.sessions is None else self.sessions.tokens()
+            if self.sessions is not None and _bearer(scope) is None:
+                await self._by_session(scope, receive, send, path, tokens)
+                return
+            refusal = self._refusal(scope, tokens)
             if refusal is None:
                 await self.app(scope, receive, send)
             else:
                 await _send_problem(send, scope, *refusal)
         finally:
             REQUEST_ID.reset(reset)
+
+    async def _by_session(
+        self, scope: Any, receive: Any, send: Any, path: str, tokens: TokenSet
+    ) -> None:
+        """A request without a bearer token: the session cookie, else refused.
+
+        A cookie-authenticated unsafe request must also come from our own origin and carry
+        the session's CSRF token (header, or a dashboard form's field); a valid session puts
+        its CSRF token in the scope, for the pages to render.
+        """
+        assert self.sessions is not None
+        is_ui = path == "/ui" or path.startswith("/ui/")
+        cookie = browser_auth.session_cookie(scope)
+        try:
+            csrf = await self.sessions.csrf_token(cookie) if cookie else None
+        except StoreUnavailable:
+            await _send_problem(send, scope, 503, "database unavailable; retry shortly", [])
+            return
+        if csrf is None:
+            refusal = self._refusal(scope, tokens)  # no bearer token: always a 401
+            if is_ui:
+                await _send_to_login(send, scope)
+            elif refusal is not None:
+                await _send_problem(send, scope, *refusal)
+            return
+        if scope["method"] not in browser_auth.SAFE_METHODS:
+            detail = None
+            if not browser_auth.is_same_origin(scope):
+                detail = "cross-origin request refused: the session cookie is accepted only "
+                detail += "from this site's own pages (API clients send a bearer token)"
+            else:
+                presented = _header(scope, browser_auth.CSRF_HEADER)
+                if presented is None and is_ui:
+                    presented, receive = await browser_auth.form_field(
+                        scope, receive, browser_auth.CSRF_FIELD
+                    )
+                if presented is None or not hmac.compare_digest(presented, csrf):
+                    detail = "missing or wrong CSRF token; reload the page and try again"
+            if detail is not None:
+                log.warning("%s %s refused: %s", scope["method"], scope["path"], detail)
+                if is_ui:
+                    await _send_page(send, scope, 403, "Forbidden", detail)
+                else:
+                    await _send_problem(send, scope, 403, detail, [])
+                return
+        scope[browser_auth.SESSION_CSRF] = csrf
+        await self.app(scope, receive, send)
 
     def _refusal(
         self, scope: Any, tokens: TokenSet
@@ -257,7 +381,14 @@ def _static_headers(is_api: bool, is_page: bool, is_ui: bool) -> tuple[Headers, 
     """The headers every response of a kind of path gets; the names they replace."""
     csp = _CSP_UI if is_ui else _CSP_DOCS if is_page else _CSP_API
     cache = ((b"cache-control", b"no-store"),) if is_api else ()
-    headers = (*ALWAYS_HEADERS, (b"content-security-policy", csp.encode()), *cache)
+    always: Headers = ALWAYS_HEADERS
+    if is_ui:
+        # With no-referrer, browsers send ``Origin: null`` on a same-origin form post, and
+        # the CSRF check could not tell it from a forged one; same-origin keeps both real
+        # for our own requests and still sends nothing to other sites.
+        always = tuple(h for h in ALWAYS_HEADERS if h[0] != b"referrer-policy")
+        always += ((b"referrer-policy", b"same-origin"),)
+    headers = (*always, (b"content-security-policy", csp.encode()), *cache)
     return headers, frozenset({name for name, _ in headers} | {b"x-request-id"})
 
 
@@ -300,4 +431,27 @@ async def _send_problem(
         *headers,
     ]
     await send({"type": "http.response.start", "status": status, "headers": start_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_to_login(send: Any, scope: Any) -> None:
+    """303 to the login page; htmx requests get 401 with ``HX-Redirect`` (their XHR would
+    follow a 303 and swap the login page into a fragment)."""
+    location = browser_auth.login_location(scope).encode("latin-1")
+    if _header(scope, b"hx-request"):
+        headers = [(b"hx-redirect", location), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+    else:
+        headers = [(b"location", location), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_page(send: Any, scope: Any, status: int, title: str, detail: str) -> None:
+    body = browser_auth.refusal_page(scope, title, detail)
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
