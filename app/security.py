@@ -301,10 +301,11 @@ class SecurityMiddleware:
             await _send_problem(send, scope, 503, "database unavailable; retry shortly", [])
             return
         if csrf is None:
-            refusal = self._refusal(scope, tokens)  # no bearer token: always a 401
             if is_ui:
                 await _send_to_login(send, scope)
-            elif refusal is not None:
+                return
+            refusal = self._refusal(scope, tokens)  # no bearer token: always a 401
+            if refusal is not None:
                 await _send_problem(send, scope, *refusal)
             return
         if scope["method"] not in browser_auth.SAFE_METHODS:
