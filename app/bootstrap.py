@@ -43,8 +43,9 @@ from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
 from app.openapi import finalize_openapi, openapi_config
 from app.runtime.membership import ClusterTiming
-from app.security import LiveTokens, SecurityMiddleware, SecurityOptions
+from app.security import SecurityMiddleware, SecurityOptions
 from app.sessions import SessionGate
+from app.tokens import LiveTokens
 from app.ui import UI_HANDLERS, template_config
 
 log = logging.getLogger("runwarden")

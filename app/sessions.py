@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 from app.auth_limit import FailureLimiter
 from app.browser_auth import SESSION_COOKIE
-from app.security import LiveTokens, SessionCheck, TokenSet
+from app.security import SessionCheck
+from app.tokens import LiveTokens, TokenSet
 from domain.ports import SessionStore
 
 SESSION_TTL = 86400
