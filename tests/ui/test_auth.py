@@ -9,10 +9,13 @@ from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from bs4 import BeautifulSoup
 
+from adapters.postgres.embedded import run_coroutine
+from app.sessions import decode_id
 from tests.support.daemon import DaemonProcess, start_daemon, wait_for
 
 TOKEN = "rw_" + secrets.token_urlsafe(32)
@@ -103,6 +106,26 @@ def logged_in(daemon: DaemonProcess, token: str = TOKEN) -> dict[str, str]:
     return {"Cookie": f"{COOKIE}={session_of(login(daemon, token))}"}
 
 
+def stored_sessions(database_url: str) -> list[tuple[bytes, bytes]]:
+    """(key, token_digest) of every row of ``ui_sessions``."""
+
+    async def rows() -> list[tuple[bytes, bytes]]:
+        connection = await asyncpg.connect(database_url)
+        try:
+            found = await connection.fetch("SELECT key, token_digest FROM ui_sessions")
+        finally:
+            await connection.close()
+        return [(bytes(r["key"]), bytes(r["token_digest"])) for r in found]
+
+    return run_coroutine(rows)
+
+
+def key_of(cookie: dict[str, str]) -> bytes:
+    raw = decode_id(cookie["Cookie"].partition("=")[2])
+    assert raw is not None
+    return hashlib.sha256(raw).digest()
+
+
 def csrf_of(daemon: DaemonProcess, cookie: dict[str, str]) -> str:
     with browser(daemon) as client:
         page = client.get("/ui/", headers=cookie)
@@ -132,6 +155,11 @@ def test_the_login_page_is_a_password_form_for_the_api_token(node_a: DaemonProce
     hidden = form.find("input", {"name": "next"})
     assert (hidden["type"], hidden["value"]) == ("hidden", "/ui/runs?status=failed")
     assert page.headers["cache-control"] == "no-store"
+    with browser(node_a) as client:
+        hostile = client.get("/ui/login", params={"next": '"><b id="injected">x'})
+    soup = BeautifulSoup(hostile.text, "html.parser")
+    assert soup.find(id="injected") is None
+    assert soup.find("input", {"name": "next"})["value"] == '"><b id="injected">x'
 
 
 def test_a_wrong_token_shows_the_form_again_with_401_and_never_echoes_it(
@@ -297,10 +325,13 @@ def test_a_bearer_token_post_needs_neither_origin_nor_csrf(node_a: DaemonProcess
 
 
 def test_a_session_opened_on_one_node_works_on_another_and_logout_ends_it_on_both(
-    node_a: DaemonProcess, node_b: DaemonProcess
+    node_a: DaemonProcess, node_b: DaemonProcess, module_database_url: str
 ) -> None:
     cookie = logged_in(node_a)
     csrf = csrf_of(node_a, cookie)
+    # Stored as digests only: of the session id and of the token.
+    rows = dict(stored_sessions(module_database_url))
+    assert rows[key_of(cookie)] == hashlib.sha256(TOKEN.encode()).digest()
     with browser(node_a) as on_a, browser(node_b) as on_b:
         assert on_b.get("/api/tasks", headers=cookie).status_code == 200
         page = on_b.get("/ui/", headers=cookie)
@@ -316,6 +347,7 @@ def test_a_session_opened_on_one_node_works_on_another_and_logout_ends_it_on_bot
         cleared = [part.strip() for part in out.headers["set-cookie"].split(";")]
         assert cleared[0] == f"{COOKIE}="
         assert "Max-Age=0" in cleared
+        assert key_of(cookie) not in dict(stored_sessions(module_database_url))
         # At once on the node that logged out; on the other within its short cache.
         assert on_a.get("/api/tasks", headers=cookie).status_code == 401
         assert on_a.get("/ui/", headers=cookie).status_code == 303
