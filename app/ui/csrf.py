@@ -5,7 +5,9 @@ session cookie authenticates, with an unsafe method, must come from this origin 
 the session's CSRF token, in the ``X-CSRF-Token`` header (htmx sends it: ``hx-headers`` on
 ``<body>``) or, for a form posted to ``/ui/...``, in the ``csrf_token`` field (every form
 that posts renders ``<input type="hidden" name="csrf_token" value="{{ csrf_token }}">``).
-Bearer-token requests and ``RUNWARDEN_AUTH=off`` need neither. :func:`require_csrf` checks
+Such forms use the default encoding (``application/x-www-form-urlencoded``): the
+middleware does not parse multipart bodies, so a multipart form needs the header. Bearer-token
+requests and ``RUNWARDEN_AUTH=off`` need neither. :func:`require_csrf` checks
 the same thing again inside a handler (defence in depth); it costs nothing to call.
 """
 

@@ -13,6 +13,7 @@ from app.auth_limit import FailureLimiter
 from app.security import LiveTokens, SecurityMiddleware, SecurityOptions, TokenSet, hash_token
 from app.sessions import SessionGate, cookie_header, csrf_token_of, decode_id, session_key
 from app.ui import render
+from domain.errors import StoreUnavailable
 
 TOKEN = "rw_unit_token"
 HOST = "127.0.0.1:9477"
@@ -287,3 +288,16 @@ async def test_dashboard_pages_send_a_same_origin_referrer_policy() -> None:
     )
     assert ui[b"referrer-policy"] == b"same-origin"
     assert api[b"referrer-policy"] == b"no-referrer"
+
+
+async def test_a_session_lookup_without_the_database_is_a_503_not_a_crash() -> None:
+    class Down(InMemorySessionStore):
+        async def token_of(self, key: bytes) -> bytes | None:
+            raise StoreUnavailable("database unavailable: test")
+
+    gate, _, _ = _gate()
+    gate.attach(Down())
+    cookie = {"Cookie": f"runwarden_session={'A' * 43}"}
+    status, headers, _ = await _call(gate, _scope("/ui/", headers=cookie))
+    assert status == 503
+    assert headers[b"content-type"] == b"application/problem+json"
