@@ -11,6 +11,7 @@ These are pure helpers over the ASGI scope; :mod:`app.security` decides with the
 
 from __future__ import annotations
 
+import hmac
 import html
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,6 +38,13 @@ def header(scope: Mapping[str, Any], name: bytes) -> str | None:
         if key == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+def same_secret(presented: str, expected: str) -> bool:
+    """Constant-time equality of two texts, whatever characters a client sent."""
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
 
 
 def session_cookie(scope: Mapping[str, Any]) -> str | None:

@@ -12,7 +12,6 @@ Tokens are in :mod:`app.tokens` (re-exported here); the browser's side in
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import uuid
@@ -209,7 +208,7 @@ class SecurityMiddleware:
                     presented, receive = await browser_auth.form_field(
                         scope, receive, browser_auth.CSRF_FIELD
                     )
-                if presented is None or not hmac.compare_digest(presented, csrf):
+                if presented is None or not browser_auth.same_secret(presented, csrf):
                     detail = "missing or wrong CSRF token; reload the page and try again"
             if detail is not None:
                 log.warning("%s %s refused: %s", scope["method"], scope["path"], detail)

@@ -13,14 +13,13 @@ the same thing again inside a handler (defence in depth); it costs nothing to ca
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
 from litestar import Request
 from litestar.exceptions import PermissionDeniedException
 
-from app.browser_auth import CSRF_FIELD, SAFE_METHODS, SESSION_CSRF
+from app.browser_auth import CSRF_FIELD, SAFE_METHODS, SESSION_CSRF, same_secret
 
 
 def require_csrf(request: Request[Any, Any, Any], form: Mapping[str, Any] | None = None) -> None:
@@ -35,5 +34,5 @@ def require_csrf(request: Request[Any, Any, Any], form: Mapping[str, Any] | None
     if presented is None and form is not None:
         value = form.get(CSRF_FIELD)
         presented = value if isinstance(value, str) else None
-    if presented is None or not hmac.compare_digest(presented, str(expected)):
+    if presented is None or not same_secret(presented, str(expected)):
         raise PermissionDeniedException("missing or wrong CSRF token; reload the page and retry")

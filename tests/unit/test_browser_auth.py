@@ -258,6 +258,9 @@ async def test_the_middleware_takes_a_session_and_guards_its_unsafe_requests() -
     assert (status, headers[b"location"]) == (303, b"/ui/login?next=%2Fui%2Ftasks")
     status, _, _ = await _call(gate, _scope("/api/tasks/a/run", "POST", headers=same))
     assert status == 403
+    odd = _scope("/api/tasks/a/run", "POST", headers=same)
+    odd["headers"].append((b"x-csrf-token", "é€".encode()))
+    assert (await _call(gate, odd))[0] == 403
     post = _scope("/api/tasks/a/run", "POST", headers={**same, "X-CSRF-Token": csrf or ""})
     assert (await _call(gate, post))[0] == 200
     # A dashboard form's csrf_token field, read and replayed to the handler.
@@ -301,3 +304,24 @@ async def test_a_session_lookup_without_the_database_is_a_503_not_a_crash() -> N
     status, headers, _ = await _call(gate, _scope("/ui/", headers=cookie))
     assert status == 503
     assert headers[b"content-type"] == b"application/problem+json"
+
+
+def test_require_csrf_checks_only_cookie_authenticated_unsafe_requests() -> None:
+    from litestar import Request
+    from litestar.exceptions import PermissionDeniedException
+
+    from app.ui.csrf import require_csrf
+
+    def request(method: str, csrf: str | None, **headers: str) -> Request[Any, Any, Any]:
+        scope = _scope("/ui/tasks/a/run", method, headers=headers)
+        if csrf is not None:
+            scope[browser_auth.SESSION_CSRF] = csrf
+        return Request(scope)  # type: ignore[arg-type]
+
+    require_csrf(request("POST", None))  # bearer token or auth off
+    require_csrf(request("GET", "t"))
+    require_csrf(request("POST", "t", **{"X-CSRF-Token": "t"}))
+    require_csrf(request("POST", "t"), {"csrf_token": "t"})
+    for bad in (request("POST", "t"), request("POST", "t", **{"X-CSRF-Token": "u"})):
+        with pytest.raises(PermissionDeniedException, match="CSRF"):
+            require_csrf(bad, {"csrf_token": "u"})
