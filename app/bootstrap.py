@@ -32,7 +32,9 @@ from adapters.postgres.events import PostgresRunEvents
 from adapters.postgres.logs import PostgresLogStore
 from adapters.postgres.notifications import PostgresOutbox
 from adapters.postgres.runs import PostgresRunRepository
+from adapters.postgres.sessions import PostgresSessionStore
 from adapters.postgres.slots import PostgresSlots
+from app.auth_limit import FailureLimiter
 from app.config import Config, ConfigError
 from app.controllers import ROUTE_HANDLERS
 from app.controllers.params import refuse_loose_integers
@@ -42,6 +44,8 @@ from app.metrics import Metrics
 from app.openapi import finalize_openapi, openapi_config
 from app.runtime.membership import ClusterTiming
 from app.security import SecurityMiddleware, SecurityOptions
+from app.sessions import SessionGate
+from app.tokens import LiveTokens
 from app.ui import UI_HANDLERS, template_config
 
 log = logging.getLogger("runwarden")
@@ -150,6 +154,10 @@ def create_app(settings: Settings) -> Litestar:
             parts.callback(loop.remove_signal_handler, signal.SIGHUP)
             app.state.daemon = daemon
             app.state.engine = engine
+            if sessions is not None:
+                # Dashboard sessions: in the shared database; [api] tokens follow reloads.
+                sessions.attach(PostgresSessionStore(engine))
+                sessions.live.follow(lambda: daemon.config.api_tokens)
             app.state.database_url = url
             log.info(
                 "runwarden %s serving %d tasks from %s",
@@ -163,6 +171,10 @@ def create_app(settings: Settings) -> Litestar:
         return app.state.daemon  # type: ignore[no-any-return]
 
     metrics = Metrics(package_version())
+    # One failure limiter for the API's bearer tokens and the login form: they add up.
+    limiter = FailureLimiter.from_env()
+    tokens = settings.security.tokens
+    sessions = SessionGate(LiveTokens(tokens), limiter) if tokens is not None else None
 
     def provide_run_events() -> PostgresRunEvents:
         return app.state.run_events  # type: ignore[no-any-return]
@@ -181,7 +193,7 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=openapi_config(package_version(), settings.security.root_path),
         request_max_body_size=MAX_BODY_BYTES,
         middleware=[metrics.middleware()],
-        state=State({"metrics": metrics, "auth_on": settings.security.tokens is not None}),
+        state=State({"metrics": metrics, "auth_on": tokens is not None, "sessions": sessions}),
         debug=False,
         # Logging is set up once by app.cli (format with request ids); Litestar would
         # replace the root logger's handlers with its own.
@@ -190,7 +202,9 @@ def create_app(settings: Settings) -> Litestar:
     _mend_options_handlers(app)
     # Around the router, not per route (Litestar's middleware=): 404s, 405s and unknown
     # /api paths get the same headers and the same 401.
-    app.asgi_handler = SecurityMiddleware(app.asgi_handler, settings.security)
+    app.asgi_handler = SecurityMiddleware(
+        app.asgi_handler, settings.security, limiter, sessions=sessions
+    )
     return app
 
 

@@ -1,29 +1,40 @@
-"""Bearer-token auth, auth-failure rate limiting, security headers and request ids.
+"""Bearer-token and session-cookie auth, auth-failure rate limiting, security headers and
+request ids.
 
 All of it is one pure ASGI middleware, :class:`SecurityMiddleware`, wrapped around the whole
 Litestar handler (not per route), so 404s, 405s and 413s get the same headers and an
 unauthenticated client cannot even learn which ``/api`` routes exist. It only rewrites the
-``http.response.start`` message, never buffers a body, so SSE streams pass straight through.
+``http.response.start`` message and never buffers a response body, so SSE streams pass
+straight through (it reads the body of a small dashboard form only, for its CSRF token).
+Tokens are in :mod:`app.tokens` (re-exported here); the browser's side in
+:mod:`app.browser_auth`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import re
-import secrets
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
+from app import browser_auth
 from app.auth_limit import FailureLimiter
+from app.tokens import TOKEN_BYTES as TOKEN_BYTES
+from app.tokens import TOKEN_PREFIX as TOKEN_PREFIX
+from app.tokens import AuthSetupError as AuthSetupError
+from app.tokens import LiveTokens as LiveTokens
+from app.tokens import TokenSet as TokenSet
+from app.tokens import hash_token as hash_token
+from app.tokens import is_hashed_token as is_hashed_token
+from app.tokens import new_token as new_token
+from app.tokens import resolve_tokens as resolve_tokens
 from app.urls import ProxyResolver, scope_base_url
+from domain.errors import StoreUnavailable
 
 log = logging.getLogger("runwarden.security")
 
@@ -31,7 +42,6 @@ REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 """The id of the request being served, for log lines; ``-`` outside a request."""
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
-_HASHED = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHALLENGE = b'Bearer realm="runwarden"'
 _INVALID_TOKEN_CHALLENGE = b'Bearer realm="runwarden", error="invalid_token"'
 _PUBLIC = frozenset({"/", "/health", "/ready", "/openapi.json", "/docs", "/ui/login"})
@@ -65,53 +75,16 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-TOKEN_PREFIX = "rw_"
-TOKEN_BYTES = 32
+class SessionCheck(Protocol):
+    """What the middleware asks about a session cookie (``app.sessions.SessionGate``)."""
 
+    def tokens(self) -> TokenSet:
+        """The tokens accepted now (sessions of other tokens are dead)."""
+        ...
 
-def new_token(random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> str:
-    """A new API token: ``rw_`` then 256 random bits in unpadded URL-safe base64.
-
-    The prefix keeps it from starting with ``-``, which command-line parsers read as an
-    option (``--token -H99OD...``), and lets secret scanners recognise it.
-    """
-    encoded = base64.urlsafe_b64encode(random_bytes(TOKEN_BYTES)).rstrip(b"=")
-    return TOKEN_PREFIX + encoded.decode("ascii")
-
-
-def hash_token(token: str) -> str:
-    """The ``sha256:<hex>`` line that stores ``token`` in ``[api] tokens``."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
-
-
-def is_hashed_token(entry: str) -> bool:
-    """Whether a config entry is a stored hash (as :func:`hash_token` prints) and not a token."""
-    return _HASHED.match(entry) is not None
-
-
-class TokenSet:
-    """The accepted tokens, kept only as SHA-256 digests."""
-
-    def __init__(self, digests: Iterable[bytes] = ()) -> None:
-        self._digests = tuple(digests)
-
-    @classmethod
-    def build(cls, plain: Iterable[str] = (), hashed: Iterable[str] = ()) -> TokenSet:
-        """From plain tokens (environment) and ``sha256:<hex>`` entries (config file)."""
-        digests = [hashlib.sha256(token.encode()).digest() for token in plain]
-        digests += [bytes.fromhex(entry.removeprefix("sha256:")) for entry in hashed]
-        return cls(digests)
-
-    def __len__(self) -> int:
-        return len(self._digests)
-
-    def matches(self, token: str) -> bool:
-        """Whether ``token`` is one of ours, in time that depends only on how many there are."""
-        presented = hashlib.sha256(token.encode()).digest()
-        found = False
-        for digest in self._digests:  # every digest is compared: no early exit
-            found |= hmac.compare_digest(digest, presented)
-        return found
+    async def csrf_token(self, session_id: str) -> str | None:
+        """The CSRF token of a live session of an accepted token; None for any other id."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -123,27 +96,6 @@ class SecurityOptions:
     metrics_public: bool = False
     proxies: ProxyResolver = field(default_factory=ProxyResolver)
     root_path: str = ""
-
-
-class AuthSetupError(ValueError):
-    """The environment asks for something impossible (e.g. ``RUNWARDEN_AUTH=maybe``)."""
-
-
-def resolve_tokens(
-    config_tokens: Iterable[str], environ: Mapping[str, str]
-) -> tuple[TokenSet | None, str | None]:
-    """(accepted tokens or None for auth off, a token generated because none was configured)."""
-    switch = environ.get("RUNWARDEN_AUTH", "on").strip().lower()
-    if switch not in ("on", "off"):
-        raise AuthSetupError(f"RUNWARDEN_AUTH must be on or off, not {switch!r}")
-    if switch == "off":
-        return None, None
-    plain = [t.strip() for t in environ.get("RUNWARDEN_API_TOKENS", "").split(",") if t.strip()]
-    hashed = list(config_tokens)
-    if plain or hashed:
-        return TokenSet.build(plain, hashed), None
-    generated = new_token()
-    return TokenSet.build([generated]), generated
 
 
 def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
@@ -172,14 +124,24 @@ def _is_public(path: str, metrics_public: bool) -> bool:
 
 
 class SecurityMiddleware:
-    """Proxy headers and root path, request id, security headers, auth and its rate limit."""
+    """Proxy headers and root path, request id, security headers, auth and its rate limit.
+
+    With ``sessions``, a request without a bearer token may authenticate with the
+    dashboard's session cookie instead (see :mod:`app.browser_auth`); an unauthenticated
+    dashboard page is then sent to ``/ui/login``.
+    """
 
     def __init__(
-        self, app: Any, options: SecurityOptions, limiter: FailureLimiter | None = None
+        self,
+        app: Any,
+        options: SecurityOptions,
+        limiter: FailureLimiter | None = None,
+        sessions: SessionCheck | None = None,
     ) -> None:
         self.app = app
         self.options = options
         self.limiter = limiter if limiter is not None else FailureLimiter.from_env()
+        self.sessions = sessions
         # Without trusted proxies or a root path there is nothing to rewrite: skip the work.
         self._rewrites = bool(options.proxies.trusted or options.root_path)
 
@@ -198,13 +160,65 @@ class SecurityMiddleware:
             if self.options.tokens is None or _is_public(path, self.options.metrics_public):
                 await self.app(scope, receive, send)
                 return
-            refusal = self._refusal(scope, self.options.tokens)
+            tokens = self.options.tokens if self.sessions is None else self.sessions.tokens()
+            if self.sessions is not None and _bearer(scope) is None:
+                await self._by_session(scope, receive, send, path, tokens)
+                return
+            refusal = self._refusal(scope, tokens)
             if refusal is None:
                 await self.app(scope, receive, send)
             else:
                 await _send_problem(send, scope, *refusal)
         finally:
             REQUEST_ID.reset(reset)
+
+    async def _by_session(
+        self, scope: Any, receive: Any, send: Any, path: str, tokens: TokenSet
+    ) -> None:
+        """A request without a bearer token: the session cookie, else refused.
+
+        A cookie-authenticated unsafe request must also come from our own origin and carry
+        the session's CSRF token (header, or a dashboard form's field); a valid session puts
+        its CSRF token in the scope, for the pages to render.
+        """
+        assert self.sessions is not None
+        is_ui = path == "/ui" or path.startswith("/ui/")
+        cookie = browser_auth.session_cookie(scope)
+        try:
+            csrf = await self.sessions.csrf_token(cookie) if cookie else None
+        except StoreUnavailable:
+            await _send_problem(send, scope, 503, "database unavailable; retry shortly", [])
+            return
+        if csrf is None:
+            if is_ui:
+                await _send_to_login(send, scope)
+                return
+            refusal = self._refusal(scope, tokens)  # no bearer token: always a 401
+            if refusal is not None:
+                await _send_problem(send, scope, *refusal)
+            return
+        if scope["method"] not in browser_auth.SAFE_METHODS:
+            detail = None
+            if not browser_auth.is_same_origin(scope):
+                detail = "cross-origin request refused: the session cookie is accepted only "
+                detail += "from this site's own pages (API clients send a bearer token)"
+            else:
+                presented = _header(scope, browser_auth.CSRF_HEADER)
+                if presented is None and is_ui:
+                    presented, receive = await browser_auth.form_field(
+                        scope, receive, browser_auth.CSRF_FIELD
+                    )
+                if presented is None or not browser_auth.same_secret(presented, csrf):
+                    detail = "missing or wrong CSRF token; reload the page and try again"
+            if detail is not None:
+                log.warning("%s %s refused: %s", scope["method"], scope["path"], detail)
+                if is_ui:
+                    await _send_page(send, scope, 403, "Forbidden", detail)
+                else:
+                    await _send_problem(send, scope, 403, detail, [])
+                return
+        scope[browser_auth.SESSION_CSRF] = csrf
+        await self.app(scope, receive, send)
 
     def _refusal(
         self, scope: Any, tokens: TokenSet
@@ -257,7 +271,14 @@ def _static_headers(is_api: bool, is_page: bool, is_ui: bool) -> tuple[Headers, 
     """The headers every response of a kind of path gets; the names they replace."""
     csp = _CSP_UI if is_ui else _CSP_DOCS if is_page else _CSP_API
     cache = ((b"cache-control", b"no-store"),) if is_api else ()
-    headers = (*ALWAYS_HEADERS, (b"content-security-policy", csp.encode()), *cache)
+    always: Headers = ALWAYS_HEADERS
+    if is_ui:
+        # With no-referrer, browsers send ``Origin: null`` on a same-origin form post, and
+        # the CSRF check could not tell it from a forged one; same-origin keeps both real
+        # for our own requests and still sends nothing to other sites.
+        always = tuple(h for h in ALWAYS_HEADERS if h[0] != b"referrer-policy")
+        always += ((b"referrer-policy", b"same-origin"),)
+    headers = (*always, (b"content-security-policy", csp.encode()), *cache)
     return headers, frozenset({name for name, _ in headers} | {b"x-request-id"})
 
 
@@ -300,4 +321,27 @@ async def _send_problem(
         *headers,
     ]
     await send({"type": "http.response.start", "status": status, "headers": start_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_to_login(send: Any, scope: Any) -> None:
+    """303 to the login page; htmx requests get 401 with ``HX-Redirect`` (their XHR would
+    follow a 303 and swap the login page into a fragment)."""
+    location = browser_auth.login_location(scope).encode("latin-1")
+    if _header(scope, b"hx-request"):
+        headers = [(b"hx-redirect", location), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+    else:
+        headers = [(b"location", location), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_page(send: Any, scope: Any, status: int, title: str, detail: str) -> None:
+    body = browser_auth.refusal_page(scope, title, detail)
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

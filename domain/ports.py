@@ -548,3 +548,32 @@ class ChannelSender(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+class SessionStore(Protocol):
+    """Dashboard login sessions, in the store every node shares (``/ui/login``).
+
+    A session is known only by ``key``, the SHA-256 digest of its secret id (the cookie's
+    value never reaches the store), and remembers ``token``, the SHA-256 digest of the API
+    token that opened it, so the caller can refuse it once that token is no longer
+    accepted.
+
+    Contract:
+    - Times are the store's clock only: ``create`` stamps the store's ``now`` and the
+      session lives until ``now + ttl`` seconds; it is live while the store's ``now`` is
+      before that.
+    - ``create`` records a session (replacing one with the same key) and removes every
+      session whose time is up.
+    - ``token_of`` is the token digest of a live session; None for an unknown or expired
+      key.
+    - ``delete`` ends a session at once, on every node; says whether one was there.
+    - ``purge_expired`` removes the sessions whose time is up; how many.
+    """
+
+    async def create(self, key: bytes, token: bytes, ttl: float) -> None: ...
+
+    async def token_of(self, key: bytes) -> bytes | None: ...
+
+    async def delete(self, key: bytes) -> bool: ...
+
+    async def purge_expired(self) -> int: ...

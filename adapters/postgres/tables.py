@@ -132,3 +132,13 @@ cluster_leases = sa.Table(
     sa.Column("node_id", pg.UUID(as_uuid=False), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Dashboard login sessions (migration 0010): only digests, never the cookie's secret.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("key", sa.LargeBinary, primary_key=True),
+    sa.Column("token_digest", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
