@@ -95,8 +95,10 @@ async def nodes(
     "each node; `GET /api/nodes` shows each node's config hash). New tasks start "
     "scheduling; removed tasks get no new runs while their running runs finish; changed "
     "tasks use the new definition from their next run; services scale to `instances` and "
-    "restart one instance at a time where their command changed. An invalid file changes "
-    "nothing: 422 with every problem in `errors`.",
+    "restart one instance at a time where their command changed. `[api] tokens` take effect "
+    "at once: a token no longer listed stops working, and so do the dashboard sessions it "
+    "opened (tokens from `RUNWARDEN_API_TOKENS` stay as they were at start). An invalid "
+    "file changes nothing: 422 with every problem in `errors`.",
     tags=["system"],
     status_code=200,
     responses=api_problems(422),
