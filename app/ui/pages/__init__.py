@@ -6,5 +6,6 @@ from typing import Any
 
 from app.ui.pages.overview import overview
 from app.ui.pages.prefs import set_prefs
+from app.ui.pages.run import RUN_HANDLERS
 
-PAGE_HANDLERS: list[Any] = [overview, set_prefs]
+PAGE_HANDLERS: list[Any] = [overview, set_prefs, *RUN_HANDLERS]
