@@ -57,6 +57,9 @@ printf '\033[32mdone <script>window.pwned = 1</script>\033[0m\n'
 run = "echo pid $$; exec sleep 120"
 graceful_stop = "1s"
 
+[tasks.long]
+run = "seq 1 1200"
+
 [tasks.hello]
 run = '''
 echo hello
@@ -101,7 +104,7 @@ def auth_off_daemon(name: str):  # type: ignore[no-untyped-def]
 
     @pytest.fixture(scope="module")
     def daemon(
-        module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+        module_database_url: str, tmp_path_factory: pytest.TempPathFactory, driver: WebDriver
     ) -> Iterator[DaemonProcess]:
         with running_daemon(
             CONFIG,
@@ -110,6 +113,8 @@ def auth_off_daemon(name: str):  # type: ignore[no-untyped-def]
             {"RUNWARDEN_AUTH": "off"},
         ) as started:
             yield started
+            # Close the page's streams first: the daemon's graceful stop waits for them.
+            driver.get("about:blank")
 
     return daemon
 

@@ -163,7 +163,7 @@ def test_the_banner_shows_while_live_updates_reconnect(
         driver.execute_cdp_cmd(
             "Page.removeScriptToEvaluateOnNewDocument", {"identifier": watcher["identifier"]}
         )
-        first.terminate()
+        first.kill()  # at once: a graceful stop would wait for the page's stream
     wait_until(driver, lambda b: banner.is_displayed(), timeout=10)
     assert "reconnecting" in banner.text
     second = start_daemon(config, database_url, tmp_path, env, token=None, port=port)

@@ -102,7 +102,8 @@ def test_the_page_shows_the_run_facts_and_links_its_task(
         str(dt.get_text(strip=True)): dt.find_next_sibling("dd") for dt in soup.select(".facts dt")
     }
     assert facts["Task"].a["href"] == "/ui/tasks/seq"  # type: ignore[index,union-attr]
-    assert "success" in facts["Status"].get_text()  # type: ignore[union-attr]
+    assert facts["Status"]["data-run-status"] == "success"  # type: ignore[index]
+    assert "succeeded" in facts["Status"].get_text()  # type: ignore[union-attr]
     assert facts["Exit code"].get_text(strip=True) == "0"  # type: ignore[union-attr]
     assert facts["Trigger"].get_text(strip=True) == "api"  # type: ignore[union-attr]
     assert facts["Started"].find("time")["datetime"].endswith("Z")  # type: ignore[index,union-attr]

@@ -41,6 +41,10 @@ _ERROR_STATUS: dict[type[Exception], int] = {
 (not active, still active, skipped, a service) are conflicts: 409."""
 
 
+# The status badge names outcomes as the dashboard shows them everywhere (filters.py).
+_SHOWN_AS = {"success": "succeeded", "timeout": "timed_out", "log_overflow": "overflowed"}
+
+
 class CsrfRefused(Exception):
     """The form did not carry the session's CSRF token."""
 
@@ -91,6 +95,7 @@ def run_facts(daemon: Daemon, run: Run) -> dict[str, Any]:
     task: TaskSpec | None = daemon.tasks.get(run.task_name)
     service = task is not None and task.is_service
     active = run.status is not RunStatus.ENDED
+    status_name = run.end_reason.value if run.end_reason else run.status.value
     seconds = None
     if run.start_at is not None and run.end_at is not None:
         seconds = (run.end_at - run.start_at).total_seconds()
@@ -98,7 +103,8 @@ def run_facts(daemon: Daemon, run: Run) -> dict[str, Any]:
         "run": run,
         "task": task,
         "is_service": service,
-        "status_name": run.end_reason.value if run.end_reason else run.status.value,
+        "status_name": status_name,
+        "badge_name": _SHOWN_AS.get(status_name, status_name),
         "duration_seconds": seconds,
         "elapsed_since": run.start_at if active and run.start_at else None,
         "can_stop": active and not service,
