@@ -107,6 +107,11 @@ def test_stop_from_the_page_ends_the_process(driver: WebDriver, daemon: DaemonPr
     )
     pid = int(first_line.group(1))
     assert Path(f"/proc/{pid}").exists()
+    # Its duration ticks every second while it runs.
+    ticking = driver.find_element(By.CSS_SELECTOR, "[data-elapsed-since]")
+    shown = ticking.text
+    assert re.fullmatch(r"\d+ s", shown), shown
+    wait_until(driver, lambda b: ticking.text != shown, timeout=3)
     driver.find_element(By.XPATH, "//form[contains(@action, '/stop')]//button").click()
     wait_until(driver, lambda b: b.current_url.endswith(f"/ui/runs/{run_id}"))
     run = wait_for(
@@ -170,4 +175,5 @@ def test_the_banner_shows_while_live_updates_reconnect(
     try:
         wait_until(driver, lambda b: not banner.is_displayed(), timeout=15)
     finally:
+        driver.get("about:blank")  # its stream would hold up the graceful stop
         second.terminate()
