@@ -57,6 +57,9 @@ printf '\033[32mdone <script>window.pwned = 1</script>\033[0m\n'
 run = "echo pid $$; exec sleep 120"
 graceful_stop = "1s"
 
+[tasks.burst]
+run = "sleep 3; seq 1 6000"
+
 [tasks.long]
 run = "seq 1 1200"
 

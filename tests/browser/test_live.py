@@ -98,6 +98,17 @@ def test_a_running_runs_page_shows_live_log_lines(driver: WebDriver, daemon: Dae
     )
 
 
+def test_the_page_keeps_at_most_5000_live_lines(driver: WebDriver, daemon: DaemonProcess) -> None:
+    run_id = trigger(daemon, "burst")  # silent for 3 s, then 6,000 lines at once
+    wait_for(lambda: api_run(daemon, run_id)["status"] == "running", timeout=10)
+    open_page(driver, daemon, f"/ui/runs/{run_id}")
+    wait_until(driver, lambda b: (log_numbers(b) or [0])[-1] == 5999, timeout=15)
+    assert log_numbers(driver) == list(range(1000, 6000))
+    earlier = driver.find_element(By.CSS_SELECTOR, ".log-earlier a")
+    assert earlier.text == "1000 earlier lines hidden; load earlier"
+    assert earlier.get_attribute("href").endswith("?before=1000#log")
+
+
 def test_stop_from_the_page_ends_the_process(driver: WebDriver, daemon: DaemonProcess) -> None:
     run_id = trigger(daemon, "sleeper")
     wait_for(lambda: api_run(daemon, run_id)["status"] == "running", timeout=10)
