@@ -205,13 +205,13 @@
     var status = section.querySelector(".log-status");
     var live = data.follow === "on" && !!window.EventSource;
     var autoScroll = true, tailCut = false, loading = false;
-    var pending = [], flushTimer = null, stream = null;
+    var pending = [], flushTimer = null, stream = null, refusals = 0;
 
     function atBottom() { return box.scrollHeight - box.scrollTop - box.clientHeight < 8; }
     function toBottom() { box.scrollTop = box.scrollHeight; }
     function showFollow() {
+      // The label stays; aria-pressed (and its style) says whether it is on.
       followButton.setAttribute("aria-pressed", autoScroll ? "true" : "false");
-      followButton.textContent = autoScroll ? "Following" : "Follow";
       jumpButton.hidden = autoScroll && !tailCut;
     }
     function setAuto(on) {
@@ -262,7 +262,7 @@
     function follow() {
       var source = new EventSource(data.streamUrl + "?from=" + end, { withCredentials: true });
       stream = source;
-      source.onopen = function () { say("Following live output."); };
+      source.onopen = function () { refusals = 0; say("Following live output."); };
       source.addEventListener("line", function (event) {
         var line = JSON.parse(event.data);
         if (typeof line.n !== "number" || line.n < end) return; // already shown
@@ -280,7 +280,9 @@
       source.onerror = function () {
         if (leaving) return;
         if (source.readyState === EventSource.CLOSED) {
-          // Refused (too many streams, or the run was deleted): try again from the last line.
+          // Refused (too many streams, the run deleted, the session ended): a few more
+          // tries from the last line shown, then leave it to the reader.
+          if (++refusals > 5) { say("Live output stopped; reload the page to resume."); return; }
           say("Live output interrupted; retrying…");
           setTimeout(function () { if (stream === source) follow(); }, 5000);
         } else {
