@@ -14,6 +14,8 @@ import httpx
 import pytest
 from bs4 import BeautifulSoup, Tag
 
+from app.ui.pages.run import CsrfRefused, check_csrf
+from app.ui.render import SESSION_CSRF
 from tests.support.daemon import DaemonProcess, running_daemon, wait_for
 
 CONFIG = r"""
@@ -240,3 +242,13 @@ def test_actions_the_run_does_not_allow_are_not_offered(client: httpx.Client) ->
         assert response.status_code == 409
     finally:
         client.post(f"/api/tasks/waiting/runs/{run_id}/stop")
+
+
+def test_a_form_without_the_sessions_csrf_token_is_refused() -> None:
+    class Session:
+        scope = {SESSION_CSRF: "s3cret"}
+
+    for form in ({"csrf_token": "nope"}, {}, {"csrf_token": ""}):
+        with pytest.raises(CsrfRefused):
+            check_csrf(Session(), form)  # type: ignore[arg-type]
+    check_csrf(Session(), {"csrf_token": "s3cret"})  # type: ignore[arg-type]
