@@ -8,6 +8,7 @@ temporary directory; the browser is quit in the fixture's finalizer.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
@@ -80,7 +81,10 @@ description = "A small build with coloured output"
 def driver() -> Iterator[WebDriver]:
     """One headless Chromium for the session, with a fresh profile."""
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run does)")
+        missing = "Debian's chromium and chromium-driver are not installed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}: .ci/run installs them with apt-get")  # never skip in CI
+        pytest.skip(f"{missing} (apt-get install -y chromium chromium-driver)")
     profile = tempfile.TemporaryDirectory(prefix="runwarden-chromium-")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SE_OFFLINE", "true")
@@ -99,22 +103,27 @@ def driver() -> Iterator[WebDriver]:
         profile.cleanup()
 
 
-def auth_off_daemon(name: str):  # type: ignore[no-untyped-def]
-    """A module-scoped daemon serving :data:`CONFIG` with ``RUNWARDEN_AUTH=off``.
+def log_in(browser: WebDriver, daemon: DaemonProcess) -> None:
+    """Log the browser in through ``/ui/login`` with the daemon's token, as a person does."""
+    assert daemon.token, "the daemon must run with auth on and a known token"
+    browser.delete_all_cookies()
+    browser.get(f"{daemon.url}/ui/login")
+    field = browser.find_element("name", "token")
+    field.send_keys(daemon.token)
+    field.find_element("xpath", "ancestor::form//button[@type='submit']").click()
+    wait_until(browser, lambda b: b.get_cookie("runwarden_session") is not None)
+    wait_until(browser, lambda b: "/ui/login" not in b.current_url)
 
-    The lead switches these to a logged-in session once the login page is merged.
-    """
+
+def logged_in_daemon(name: str):  # type: ignore[no-untyped-def]
+    """A module-scoped daemon serving :data:`CONFIG`, auth on, the browser logged in."""
 
     @pytest.fixture(scope="module")
     def daemon(
         module_database_url: str, tmp_path_factory: pytest.TempPathFactory, driver: WebDriver
     ) -> Iterator[DaemonProcess]:
-        with running_daemon(
-            CONFIG,
-            module_database_url,
-            tmp_path_factory.mktemp(name),
-            {"RUNWARDEN_AUTH": "off"},
-        ) as started:
+        with running_daemon(CONFIG, module_database_url, tmp_path_factory.mktemp(name)) as started:
+            log_in(driver, started)
             yield started
             # Close the page's streams first: the daemon's graceful stop waits for them.
             driver.get("about:blank")

@@ -14,7 +14,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from tests.browser.conftest import (
     CONFIG,
     api_run,
-    auth_off_daemon,
+    log_in,
+    logged_in_daemon,
     open_page,
     page_exists,
     trigger,
@@ -24,7 +25,8 @@ from tests.support.daemon import DaemonProcess, start_daemon, wait_for
 
 pytestmark = pytest.mark.browser
 
-daemon = auth_off_daemon("browser-live")
+daemon = logged_in_daemon("browser-live")
+TOKEN = "rw_browser-live-restart-token"
 
 
 def log_numbers(browser: WebDriver) -> list[int]:
@@ -160,8 +162,8 @@ def test_the_banner_shows_while_live_updates_reconnect(
 ) -> None:
     config = tmp_path / "runwarden.toml"
     config.write_text(CONFIG)
-    env = {"RUNWARDEN_AUTH": "off"}
-    first = start_daemon(config, database_url, tmp_path, env, token=None)
+    first = start_daemon(config, database_url, tmp_path, token=TOKEN)
+    log_in(driver, first)
     port = int(first.url.rsplit(":", 1)[1])
     run_id = trigger(first, "hello")
     # Records whether the banner is ever shown, from before the page's scripts run.
@@ -182,7 +184,8 @@ def test_the_banner_shows_while_live_updates_reconnect(
         first.kill()  # at once: a graceful stop would wait for the page's stream
     wait_until(driver, lambda b: banner.is_displayed(), timeout=10)
     assert "reconnecting" in banner.text
-    second = start_daemon(config, database_url, tmp_path, env, token=None, port=port)
+    # The same token on the same database: the session outlives the restart.
+    second = start_daemon(config, database_url, tmp_path, token=TOKEN, port=port)
     try:
         wait_until(driver, lambda b: not banner.is_displayed(), timeout=15)
     finally:

@@ -1,14 +1,9 @@
-"""Logging in through the form, with auth on: the contract of issue 11's login page.
-
-The login page is another part of issue 11: until it is served this test skips itself, and
-it runs as soon as ``/ui/login`` answers.
-"""
+"""Logging in through the form, with auth on, in a real browser."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -36,8 +31,6 @@ def daemon(
 
 
 def test_log_in_through_the_form(driver: WebDriver, daemon: DaemonProcess) -> None:
-    if httpx.get(f"{daemon.url}/ui/login").status_code == 404:
-        pytest.skip("the login page (H1's part of issue 11) is not in this branch yet")
     assert daemon.token
     driver.delete_all_cookies()
     driver.get(f"{daemon.url}/ui/runs")

@@ -17,7 +17,7 @@ from tests.browser.conftest import (
     AXE,
     SCREENSHOTS,
     api_run,
-    auth_off_daemon,
+    logged_in_daemon,
     open_page,
     page_exists,
     trigger,
@@ -27,7 +27,7 @@ from tests.support.daemon import DaemonProcess, wait_for
 
 pytestmark = pytest.mark.browser
 
-daemon = auth_off_daemon("browser-pages")
+daemon = logged_in_daemon("browser-pages")
 
 # Pages of the other parts of issue 11: checked once they are served (see `pages`).
 OTHER_PAGES = ["/ui/tasks", "/ui/tasks/hello", "/ui/runs", "/ui/nodes", "/ui/notifications"]
