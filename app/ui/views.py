@@ -65,7 +65,7 @@ class RunFilters:
             )
             if value != default
         ]
-        return "?" + urlencode(pairs) if pairs else "?"
+        return "?" + urlencode(pairs) if pairs else ""
 
     @property
     def field(self) -> str:
