@@ -10,36 +10,49 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 
 from app.daemon import Daemon
+from app.ui.cron_text import describe
 from app.ui.live import respond
-from app.ui.task_rows import task_rows
-from domain.listing import RunQuery, StatusFilter
+from app.ui.outcomes import ATTENTION, outcome
+from domain.listing import ListedRun, RunQuery, StatusFilter
 from domain.run import RunStatus
+from domain.tasks import TaskSpec
 
 RECENT = 10
 UP_NEXT = 8
 RUNNING = 20
-# A task's last ended run is among its newest few unless that many are still active.
-LAST_FEW = 5
+ENDED = StatusFilter(phases=frozenset({RunStatus.ENDED}))
+
+
+async def last_ended(daemon: Daemon, specs: list[TaskSpec]) -> list[ListedRun | None]:
+    """Each task's newest ended run: one indexed one-row listing call per task."""
+    pages = await asyncio.gather(
+        *(daemon.list_runs(RunQuery(task_name=s.name, status=ENDED, limit=1)) for s in specs)
+    )
+    return [page.runs[0] if page.runs else None for page in pages]
 
 
 @get("/ui/", include_in_schema=False)
 async def overview(request: Request[Any, Any, Any], daemon: NamedDependency[Daemon]) -> Template:
     """The first page: is everything all right, and if not, what."""
     specs = sorted(daemon.tasks.values(), key=lambda t: t.name)
-    nodes, summary, rows, running, recent = await asyncio.gather(
+    nodes, summary, lasts, running, recent = await asyncio.gather(
         daemon.nodes(),
         daemon.summarize_runs(),
-        task_rows(daemon, specs, LAST_FEW),
+        last_ended(daemon, specs),
         daemon.list_runs(
             RunQuery(status=StatusFilter(phases=frozenset({RunStatus.RUNNING})), limit=RUNNING)
         ),
         daemon.list_runs(RunQuery(limit=RECENT)),
     )
-    now = daemon.clock.now()
-    attention = [row for row in rows if "attention" in row.states]
+    attention = [
+        (spec, run)
+        for spec, run in zip(specs, lasts, strict=True)
+        if run is not None and outcome(run) in ATTENTION
+    ]
+    scheduled = [(spec, daemon.next_run_at(spec.name)) for spec in specs if spec.cron]
     upcoming = sorted(
-        (row for row in rows if row.next_run is not None),
-        key=lambda row: (row.next_run or now, row.spec.name),
+        ((when, spec, describe(spec.cron)) for spec, when in scheduled if when is not None),
+        key=lambda item: (item[0], item[1].name),
     )[:UP_NEXT]
     return respond(
         request,
