@@ -124,8 +124,12 @@ def test_the_tasks_page_lists_tasks_and_services_with_schedule_strip_and_actions
     cells = found["quick"].select(".strip .cell")
     assert len(cells) == 3
     assert all(c.get("title", "").startswith("success") for c in cells)
-    assert [text(c.find(attrs={"aria-hidden": "true"})) for c in cells] == ["S", "S", "S"]
-    assert all(text(c.select_one(".visually-hidden")) == "success" for c in cells)
+    assert [text(c) for c in cells] == ["S", "S", "S"]
+    strip = found["quick"].select_one(".strip")
+    assert strip["role"] == "img"
+    assert strip["aria-label"] == "Last 3 outcomes, oldest first: 3 success; newest success"
+    broken = found["broken"].select_one(".strip")["aria-label"]
+    assert broken == "Last 2 outcomes, oldest first: 2 failed; newest failed"
     assert not found["quick"].select(".strip a")  # no tab stop per cell
     assert "failed" in text(found["broken"].find_all("td")[3])
     forms = {

@@ -20,15 +20,12 @@ from domain.tasks import TaskSpec
 RECENT = 10
 UP_NEXT = 8
 RUNNING = 20
-ENDED = StatusFilter(phases=frozenset({RunStatus.ENDED}))
 
 
 async def last_ended(daemon: Daemon, specs: list[TaskSpec]) -> list[ListedRun | None]:
-    """Each task's newest ended run: one indexed one-row listing call per task."""
-    pages = await asyncio.gather(
-        *(daemon.list_runs(RunQuery(task_name=s.name, status=ENDED, limit=1)) for s in specs)
-    )
-    return [page.runs[0] if page.runs else None for page in pages]
+    """Each task's newest ended run, in one read."""
+    newest = await daemon.newest_runs([s.name for s in specs], 1, ended_only=True)
+    return [next(iter(newest.get(s.name, [])), None) for s in specs]
 
 
 @get("/ui/", include_in_schema=False)

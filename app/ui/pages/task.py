@@ -68,10 +68,14 @@ async def task_page(
     filters, errors = parse_filters(request.query_params)
     if errors:
         filters = RunFilters()
-    history, recent = await asyncio.gather(
-        daemon.list_runs(filters.query(task.name)),
-        daemon.list_runs(RunQuery(task_name=task.name, limit=CHART_RUNS)),
-    )
+    if filters == RunFilters(limit=CHART_RUNS):
+        # The default history page is the chart's runs: one read serves both.
+        history = recent = await daemon.list_runs(filters.query(task.name))
+    else:
+        history, recent = await asyncio.gather(
+            daemon.list_runs(filters.query(task.name)),
+            daemon.list_runs(RunQuery(task_name=task.name, limit=CHART_RUNS)),
+        )
     return respond(
         request,
         daemon,

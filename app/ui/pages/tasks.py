@@ -11,7 +11,7 @@ from litestar.response import Redirect, Template
 from app.daemon import Daemon
 from app.ui.forms import back, read_form
 from app.ui.live import respond
-from app.ui.task_rows import KINDS, STATES, select, task_rows
+from app.ui.task_rows import KINDS, STATES, select, strip_html, task_rows
 from domain.errors import DomainError
 from domain.listing import RunQuery, StatusFilter
 from domain.run import RunStatus
@@ -54,6 +54,7 @@ async def tasks_page(request: Request[Any, Any, Any], daemon: NamedDependency[Da
         state=state,
         kinds=KINDS,
         states=STATES,
+        strip_html=strip_html,
     )
 
 
