@@ -64,7 +64,7 @@ async def task_page(
     try:
         task = daemon.task(task_name)
     except TaskNotFound:
-        return not_found(request, daemon, f"task {task_name!r}", back="/ui/tasks")
+        return not_found(request, daemon, f"task {task_name[:100]!r}", back="/ui/tasks")
     filters, errors = parse_filters(request.query_params)
     if errors:
         filters = RunFilters()
