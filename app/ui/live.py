@@ -44,6 +44,10 @@ def respond(
         now=daemon.clock.now(),
         **context,
     )
+    # One URL answers two ways: caches must key on the header, and live data is not kept
+    # (a back button must not show a stale fragment instead of the page).
+    rendered.headers["Vary"] = "HX-Request"
+    rendered.headers["Cache-Control"] = "no-store"
     return rendered if partial else take_notice(request, rendered)
 
 

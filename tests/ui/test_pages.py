@@ -96,6 +96,9 @@ def test_the_overview_fragment_is_only_the_live_part(client: httpx.Client) -> No
     response = client.get("/ui/", headers={"HX-Request": "true"})
 
     assert response.status_code == 200
+    assert response.headers["vary"] == "HX-Request"
+    assert response.headers["cache-control"] == "no-store"
+    assert client.get("/ui/").headers["vary"] == "HX-Request"
     doc = soup(response)
     assert doc.find("html") is None
     assert doc.find("h1") is None
