@@ -71,7 +71,7 @@ def test_the_chart_has_a_bar_per_run_of_the_last_50_linking_to_it(
     assert heights[0] == pytest.approx(120 * 70 / 119, abs=0.01)
     hatched = [a for a in bars if a.find("rect", attrs={"fill": "url(#hatch)"})]
     assert len(hatched) == sum(r["end_reason"] in ("failed", "timeout", "crashed") for r in newest)
-    assert doc.select_one("svg.bars")["role"] == "img"
+    assert doc.select_one("svg.bars")["role"] == "group"  # of links, one a run
 
 
 def test_the_history_pages_with_an_exact_total_and_links(
