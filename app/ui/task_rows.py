@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from app.daemon import Daemon
 from app.ui.cron_text import describe
-from app.ui.outcomes import ATTENTION, letter, outcome
+from app.ui.outcomes import ATTENTION, LETTERS, letter, outcome
 from domain.listing import ListedRun
 from domain.run import RunStatus
 from domain.tasks import TaskSpec
@@ -90,6 +90,21 @@ async def task_rows(
     return [_row(daemon, spec, newest.get(spec.name, [])) for spec in specs]
 
 
+def _stamp(moment: datetime, zone: ZoneInfo) -> str:
+    """``2026-12-07 01:26:59 CET``, as strftime would say it, in a fraction of its time
+    (a page formats a thousand of these)."""
+    local = moment.astimezone(zone)
+    return f"{local.isoformat(' ', 'seconds')[:19]} {local.tzname()}"
+
+
+# Outcome names and letters are our own constants, and a stamp is digits and a zone
+# abbreviation: nothing in a cell needs escaping.
+_CELL = {
+    name: (f'<span class="cell o-{name}" title="{name.replace("_", " ")} · ', f'">{mark}</span>')
+    for name, mark in LETTERS.items()
+}
+
+
 def strip_html(cells: Sequence[Cell], zone: ZoneInfo) -> Markup:
     """The strip of outcomes, oldest first: an image whose label counts the outcomes for
     screen readers; a letter per cell, its outcome and time on hover. Not links: 20 tab
@@ -98,12 +113,8 @@ def strip_html(cells: Sequence[Cell], zone: ZoneInfo) -> Markup:
     parts = []
     for cell in cells:
         counts[cell.outcome] = counts.get(cell.outcome, 0) + 1
-        at = cell.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-        word = cell.outcome.replace("_", " ")
-        # Outcome names and letters are our own constants; the time is digits: no escaping.
-        parts.append(
-            f'<span class="cell o-{cell.outcome}" title="{word} · {at}">{cell.letter}</span>'
-        )
+        opening, closing = _CELL.get(cell.outcome) or _CELL["pending"]
+        parts.append(opening + _stamp(cell.created_at, zone) + closing)
     said = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
     newest = cells[-1].outcome.replace("_", " ") if cells else "none"
     label = f"Last {len(cells)} outcomes, oldest first: {said}; newest {newest}"
