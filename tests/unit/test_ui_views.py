@@ -163,3 +163,25 @@ def test_the_pager_counts_exactly_and_links_around() -> None:
     assert last.next is None
     assert pager(RunFilters(), 0, 0).text == "0 of 0"
     assert pager(RunFilters(offset=500), 0, 10).text == "0 of 10"
+
+
+def test_the_strip_says_each_outcome_by_letter_and_the_whole_in_its_label() -> None:
+    from zoneinfo import ZoneInfo
+
+    from app.ui.task_rows import Cell, strip_html
+
+    winter = datetime(2026, 12, 7, 0, 26, 59, 123456, tzinfo=UTC)
+    cells = [
+        Cell("A", "success", "S", winter),
+        Cell("B", "log_overflow", "O", winter + timedelta(days=200)),
+    ]
+
+    html = str(strip_html(cells, ZoneInfo("Europe/Paris")))
+
+    assert html == (
+        '<span class="strip" role="img" aria-label="Last 2 outcomes, oldest first:'
+        ' 1 success, 1 log overflow; newest log overflow">'
+        '<span class="cell o-success" title="success · 2026-12-07 01:26:59 CET">S</span>'
+        '<span class="cell o-log_overflow" title="log overflow · 2027-06-25 02:26:59 CEST">'
+        "O</span></span>"
+    )
