@@ -23,14 +23,14 @@ STATUS_ICONS = {
     "running": "▶",
     "succeeded": "✔",
     "failed": "✖",
-    "timed_out": "⏱",
+    "timed_out": "◷",
     "crashed": "✖",
     "skipped": "↷",
     "stopped": "■",
     "overflowed": "⚠",
     # The end reasons as the API names them (pages show a run's outcome by these).
     "success": "✔",
-    "timeout": "⏱",
+    "timeout": "◷",
     "log_overflow": "⚠",
 }
 
