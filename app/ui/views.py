@@ -7,6 +7,7 @@ the pager, the filter form. The task page and the runs page share it and the tab
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,6 +18,8 @@ from domain.listing import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     MAX_SEARCH_LENGTH,
+    TASK_NAME_MAX_LENGTH,
+    TASK_NAME_PATTERN,
     RunQuery,
     SortDirection,
     SortField,
@@ -37,11 +40,14 @@ class RunFilters:
     sort_direction: str = ""
     limit: int = DEFAULT_LIMIT
     offset: int = 0
+    task_name: str = ""
+    """Only the runs page filters by task (the task page's task is its path's)."""
 
     def query(self, task_name: str | None) -> RunQuery:
-        """The listing query (the values were checked by :func:`parse_filters`)."""
+        """The listing query (the values were checked by :func:`parse_filters`); a
+        ``task_name`` given here wins over the filter's."""
         return RunQuery(
-            task_name=task_name,
+            task_name=task_name or self.task_name or None,
             status=parse_status_filter(self.status),
             search=self.search or None,
             sort_field=SortField(self.sort_field),
@@ -56,6 +62,7 @@ class RunFilters:
         pairs = [
             (key, value)
             for key, value, default in (
+                ("task_name", values.task_name, ""),
                 ("status", values.status, ""),
                 ("search", values.search, ""),
                 ("sort_field", values.sort_field, ""),
@@ -128,6 +135,13 @@ def parse_filters(params: Mapping[str, str]) -> tuple[RunFilters, list[str]]:
         errors.append(f"sort_direction {direction[:40]!r} is not asc or desc")
     elif direction:
         found = replace(found, sort_direction=direction)
+    task_name = params.get("task_name", "").strip()
+    if task_name and (
+        len(task_name) > TASK_NAME_MAX_LENGTH or not re.match(TASK_NAME_PATTERN, task_name)
+    ):
+        errors.append(f"task_name {task_name[:40]!r} is not a task name ({TASK_NAME_PATTERN})")
+    elif task_name:
+        found = replace(found, task_name=task_name)
     raw = params.get("limit", "")
     if raw and (limit := _int(raw, "limit", 1, MAX_LIMIT, errors)) is not None:
         found = replace(found, limit=limit)

@@ -73,6 +73,27 @@ def test_search_and_status_filter_the_rows_and_the_total(
     assert "status=success" in link
 
 
+def test_the_task_filter_keeps_one_tasks_runs_and_is_carried_in_links(
+    client: httpx.Client, history: dict[str, list[dict[str, Any]]]
+) -> None:
+    doc = page_checks(client.get("/ui/runs", params={"task_name": "omega", "limit": 5}))
+
+    omega = [r["id"] for r in reversed(history["omega"])]
+    total = client.get("/api/runs", params={"task_name": "omega"}).json()["total"]
+    assert table_ids(doc) == omega[:5]
+    assert text(doc.select_one("nav.pager .count")) == f"1\u20135 of {total}"
+    assert doc.select_one("#f-task option[selected]")["value"] == "omega"
+    assert [o["value"] for o in doc.select("#f-task option")] == ["", "alpha", "omega", "sleeper"]
+    assert "task_name=omega" in doc.select_one("nav.pager a[rel=next]")["href"]
+    assert "task_name=omega" in doc.select_one("th[aria-sort] a")["href"]
+
+
+def test_a_bad_task_name_is_a_400_with_a_message(client: httpx.Client) -> None:
+    doc = page_checks(client.get("/ui/runs", params={"task_name": "no/slash"}), 400)
+
+    assert "task_name 'no/slash' is not a task name" in text(doc.find(attrs={"role": "alert"}))
+
+
 def test_a_bad_offset_is_a_400_with_a_message(client: httpx.Client) -> None:
     doc = page_checks(client.get("/ui/runs", params={"offset": "x"}), 400)
 

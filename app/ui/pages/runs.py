@@ -41,6 +41,8 @@ async def runs_page(request: Request[Any, Any, Any], daemon: NamedDependency[Dae
         status_choices=STATUS_CHOICES,
         base="/ui/runs",
         search_value=filters.search,
+        # A removed task's history stays browsable: its name is offered while filtered on.
+        task_names=sorted({*daemon.tasks, *([filters.task_name] if filters.task_name else [])}),
     )
 
 

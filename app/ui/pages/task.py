@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from litestar import Request, get
@@ -66,8 +67,8 @@ async def task_page(
     except TaskNotFound:
         return not_found(request, daemon, f"task {task_name[:100]!r}", back="/ui/tasks")
     filters, errors = parse_filters(request.query_params)
-    if errors:
-        filters = RunFilters()
+    # The path names the task: a task_name in the query would only ride along in links.
+    filters = RunFilters() if errors else replace(filters, task_name="")
     if filters == RunFilters(limit=CHART_RUNS):
         # The default history page is the chart's runs: one read serves both.
         history = recent = await daemon.list_runs(filters.query(task.name))
