@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from domain import policies
-from domain.listing import RunPage, RunQuery, apply_query
+from domain.listing import ListedRun, RunPage, RunQuery, StatusFilter, apply_query
 from domain.logs import LogBatch, LogLine, LogSegment, as_batch
 from domain.policies import Admission, TaskLoad
 from domain.ports import (
@@ -305,6 +305,17 @@ class InMemoryRunRepository(RunRepository):
         """The ended run with one of ``reasons`` that ended last (ties: greatest id)."""
         ended = [r for r in self.runs.values() if r.end_reason in reasons and r.end_at is not None]
         return max(ended, key=lambda r: (r.end_at, r.id), default=None)
+
+    async def newest(
+        self, task_names: Sequence[str], limit: int, ended_only: bool = False
+    ) -> dict[str, Sequence[ListedRun]]:
+        """Each task's newest runs, through the reference listing."""
+        ended = StatusFilter(phases=frozenset({RunStatus.ENDED})) if ended_only else None
+        everything = builtins.list(self.runs.values())
+        return {
+            name: apply_query(everything, RunQuery(task_name=name, status=ended, limit=limit)).runs
+            for name in task_names
+        }
 
     async def list(self, query: RunQuery) -> RunPage:
         """Filter, order and window with the reference implementation."""

@@ -21,7 +21,7 @@ from app.runtime.supervisor import ServiceSupervisor
 from domain import services
 from domain.cluster import NodeStatus
 from domain.errors import NotAService, ServiceInstance, TriggerSkipped
-from domain.listing import RunPage, RunQuery
+from domain.listing import ListedRun, RunPage, RunQuery
 from domain.policies import Admission
 from domain.ports import (
     ChannelSender,
@@ -344,3 +344,9 @@ class Daemon:
 
     async def list_runs(self, query: RunQuery) -> RunPage:
         return await services.list_runs(self.repo, query)
+
+    async def newest_runs(
+        self, task_names: Sequence[str], limit: int, ended_only: bool = False
+    ) -> dict[str, Sequence[ListedRun]]:
+        """Each task's newest runs in one read (the dashboard's strips and attention)."""
+        return await services.newest_runs(self.repo, task_names, limit, ended_only)

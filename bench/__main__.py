@@ -1,8 +1,9 @@
 """``python -m bench`` (``make bench``): every benchmark, a table, ``bench/results.json``.
 
 Order: seed (or reuse) the history; listing, throughput and idle RSS on a daemon with 10
-idle tasks; API dispatch on one node, then on 2 nodes of a cluster; cron; output; failover
-of a cluster of 2 nodes (``bench/failover.py``). The benchmarks' own runs (tasks
+idle tasks; the dashboard's pages on a daemon serving the seeded tasks; API dispatch on
+one node, then on 2 nodes of a cluster; cron; output; failover of a cluster of 2 nodes
+(``bench/failover.py``). The benchmarks' own runs (tasks
 ``bench-*``) are deleted at the end so the seeded history stays as seeded for the next run.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from bench import dispatch, failover, listing, load, output, report
+from bench import dispatch, failover, listing, load, output, pages, report
 from bench.env import ROOT, Usage, bench_database_url, start_daemon
 from bench.history import BIG_TASK
 from bench.profile import recording, summarize
@@ -30,7 +31,7 @@ from bench.seed import ensure_seeded, restore_active
 
 RESULTS = ROOT / "bench" / "results.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-PHASES = ("listing", "dispatch", "cron", "output", "failover")
+PHASES = ("listing", "pages", "dispatch", "cron", "output", "failover")
 IDLE_SETTLE_SECONDS = 3.0
 
 IDLE_CONFIG = '[scheduler]\ntimezone = "UTC"\n' + "".join(
@@ -126,6 +127,19 @@ async def listing_phase(url: str, results: dict[str, Any], profile: bool) -> Non
         daemon.stop()
 
 
+async def pages_phase(url: str, results: dict[str, Any]) -> None:
+    """The dashboard's pages on a daemon serving the seeded tasks."""
+    daemon = start_daemon("pages", pages.config(await pages.seeded_tasks(url)), url)
+    try:
+        # At start the daemon settles the seeded active runs (and runs the pending ones of
+        # the tasks it now serves): let that finish so the pages are timed on a still history.
+        await asyncio.sleep(IDLE_SETTLE_SECONDS)
+        results["pages"] = (await pages.run(daemon.url, log))["pages"]
+    finally:
+        daemon.stop()
+        log(f"pages: restored {await restore_active_at(url)} seeded active runs")
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     results: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -137,6 +151,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if "listing" in args.only:
             await listing_phase(url, results, args.profile)
+        if "pages" in args.only:
+            await pages_phase(url, results)
         if "dispatch" in args.only:
             results["dispatch"] = one = await dispatch.triggers(url, log, args.profile)
             await cleanup(url)

@@ -60,6 +60,19 @@ def render(results: dict[str, Any]) -> str:
     out.append("")
     if "listing" in results:
         out += ["### Listing", "", *listing_table(results["listing"]), ""]
+    if "pages" in results:
+        out += [
+            "### Dashboard pages (server time, keep-alive loopback)",
+            "",
+            "| page | path | bytes | p50 ms | p99 ms | target p99 | met |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        for p in results["pages"]:
+            out.append(
+                f"| {p['page']} | `{p['path']}` | {p['bytes']:,} | {_ms(p['p50_ms'])}"
+                f" | {_ms(p['p99_ms'])} | {_ms(p['target_p99_ms'])} | {_met(p['met'])} |"
+            )
+        out.append("")
     if "throughput" in results:
         out += ["### Throughput (16 connections, separate process)", ""]
         out += [

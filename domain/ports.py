@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from domain.channels import ChannelSpec
 from domain.cluster import Heartbeat, NodeInfo, NodeStatus
-from domain.listing import RunPage, RunQuery
+from domain.listing import ListedRun, RunPage, RunQuery
 from domain.logs import LogBatch, LogLine, LogStream
 from domain.messages import Message
 from domain.notifications import Routing
@@ -103,6 +103,10 @@ class RunRepository(Protocol):
       zero counts, read from counters rather than by counting rows (cheap at any size).
     - ``last_ended`` returns the ended run with one of ``reasons`` that ended last (ties:
       the greatest id), or None; it uses an index, not a scan of the history.
+    - ``newest`` returns, for each of ``task_names``, its newest ``limit`` runs (only
+      ended ones with ``ended_only``) in the listing's default order (``created_at`` then
+      ``id``, descending), as listed runs; a name without runs maps to an empty list. One
+      read for all the names, each an index probe, whatever the history's size.
     """
 
     async def add(self, run: Run) -> None: ...
@@ -136,6 +140,10 @@ class RunRepository(Protocol):
     async def counts(self) -> Sequence[RunCount]: ...
 
     async def last_ended(self, reasons: Collection[EndReason]) -> Run | None: ...
+
+    async def newest(
+        self, task_names: Sequence[str], limit: int, ended_only: bool = False
+    ) -> dict[str, Sequence[ListedRun]]: ...
 
     # Last, so that its name does not shadow the builtin in the annotations above.
     async def list(self, query: RunQuery) -> RunPage: ...

@@ -7,6 +7,7 @@ These functions decide and record; they do not wait on processes. The runtime in
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,7 +22,7 @@ from domain.errors import (
     TaskNotFound,
     TriggerForbidden,
 )
-from domain.listing import RunPage, RunQuery
+from domain.listing import ListedRun, RunPage, RunQuery
 from domain.ports import Admitted, Clock, LogStore, RunRepository
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
 from domain.tasks import TaskSpec
@@ -210,6 +211,13 @@ async def summarize_runs(repo: RunRepository) -> RunSummary:
         failed=sum(c.n for c in counts if c.end_reason in FAILURE_REASONS),
         last_failure=await repo.last_ended(FAILURE_REASONS),
     )
+
+
+async def newest_runs(
+    repo: RunRepository, task_names: Sequence[str], limit: int, ended_only: bool = False
+) -> dict[str, Sequence[ListedRun]]:
+    """Each task's newest ``limit`` runs (ended ones only, if asked), newest first."""
+    return await repo.newest(task_names, limit, ended_only)
 
 
 async def list_runs(repo: RunRepository, query: RunQuery) -> RunPage:

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from adapters.postgres.database import is_unavailable
-from adapters.postgres.listing import TOTAL_LABEL, bound_values, prepared
+from adapters.postgres.listing import LISTED_COLUMNS, TOTAL_LABEL, bound_values, prepared
 from adapters.postgres.rows import has_nul, listed_from_row
 from domain.errors import StoreUnavailable
-from domain.listing import RunPage, RunQuery
+from domain.listing import ListedRun, RunPage, RunQuery
 
 READERS = 8
 """Listing statements run at once per engine; the others wait for a turn.
@@ -31,6 +31,24 @@ start and an empty statement cache, per request, under load.
 
 MAX_DEAD = 32
 """Dead pooled connections a read skips before it gives up: more than the pool holds."""
+
+
+_COLUMNS = ", ".join(f"r.{c.name}" for c in LISTED_COLUMNS)
+_INNER = ", ".join(c.name for c in LISTED_COLUMNS)
+
+
+def _newest_sql(ended_only: bool) -> str:
+    # A lateral probe per name: a backward scan of ix_runs_task_created_at, stopping after
+    # ``limit`` rows (ended ones only, when asked: skipping the few active ones on top).
+    ended = "AND status = 'ended' " if ended_only else ""
+    return (
+        f"SELECT {_COLUMNS} FROM unnest($1::text[]) AS t(name) CROSS JOIN LATERAL ("
+        f"SELECT {_INNER} FROM runs WHERE task_name = t.name {ended}"
+        "ORDER BY created_at DESC, id DESC LIMIT $2) AS r"
+    )
+
+
+NEWEST_SQL = {flag: _newest_sql(flag) for flag in (False, True)}
 
 
 class ConnectionLost(StoreUnavailable):
@@ -95,6 +113,27 @@ class RunListing:
             except ConnectionLost:
                 continue
         return await self._read(query)
+
+    async def newest(
+        self, task_names: list[str], limit: int, ended_only: bool
+    ) -> dict[str, list[ListedRun]]:
+        """Each task's newest ``limit`` runs, newest first, in one statement."""
+        found: dict[str, list[ListedRun]] = {name: [] for name in task_names}
+        names = [name for name in task_names if not has_nul(name)]
+        if not names or limit <= 0:
+            return found
+        for attempt in range(MAX_DEAD + 1):
+            try:
+                async with self._readers, driver_connection(self._engine) as conn:
+                    records = await conn.fetch(NEWEST_SQL[ended_only], names, limit)
+                break
+            except ConnectionLost:
+                if attempt == MAX_DEAD:
+                    raise
+        for record in records:
+            run = listed_from_row(record)
+            found[run.task_name].append(run)
+        return found
 
     async def _read(self, query: RunQuery) -> RunPage:
         values = bound_values(query)

@@ -23,7 +23,7 @@ from adapters.postgres.rows import from_row, has_nul, to_row
 from adapters.postgres.run_listing import RunListing
 from adapters.postgres.tables import C_TEXT, RUN_COLUMNS, run_counts, runs, task_ticks
 from domain import policies
-from domain.listing import RunPage, RunQuery
+from domain.listing import ListedRun, RunPage, RunQuery
 from domain.policies import Admission
 from domain.ports import Admitted, RunCount, RunRepository
 from domain.run import EndReason, Run, RunStatus, TriggeredBy
@@ -446,6 +446,13 @@ class PostgresRunRepository(RunRepository):
         async with autocommit(self._engine) as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return from_row(row) if row is not None else None
+
+    async def newest(
+        self, task_names: Sequence[str], limit: int, ended_only: bool = False
+    ) -> dict[str, Sequence[ListedRun]]:
+        """Each task's newest runs: one statement of a lateral index probe per name."""
+        found = await self._listing.newest(builtins.list(task_names), limit, ended_only)
+        return dict(found)
 
     async def list(self, query: RunQuery) -> RunPage:
         """Filter, order and window as ``domain.listing.apply_query`` does."""

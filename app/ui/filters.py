@@ -13,6 +13,8 @@ from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup
 
+from app.ui.chart import seconds_of
+from app.ui.outcomes import letter, outcome
 from app.ui.render import DisplayZone, iso
 
 # Each status has a shape as well as a colour, so it never depends on colour alone.
@@ -21,11 +23,15 @@ STATUS_ICONS = {
     "running": "▶",
     "succeeded": "✔",
     "failed": "✖",
-    "timed_out": "⏱",
+    "timed_out": "◷",
     "crashed": "✖",
     "skipped": "↷",
     "stopped": "■",
     "overflowed": "⚠",
+    # The end reasons as the API names them (pages show a run's outcome by these).
+    "success": "✔",
+    "timeout": "◷",
+    "log_overflow": "⚠",
 }
 
 
@@ -77,3 +83,7 @@ def register(env: Environment) -> None:
     env.globals["when"] = when
     env.globals["status_badge"] = status_badge
     env.filters["duration"] = duration
+    env.globals["outcome"] = outcome
+    env.filters["iso"] = iso
+    env.globals["outcome_letter"] = letter
+    env.globals["run_seconds"] = seconds_of

@@ -19,6 +19,7 @@ from ulid import ULID
 
 from adapters.postgres.embedded import run_coroutine
 from adapters.postgres.listing import page_query, total_query
+from adapters.postgres.run_listing import NEWEST_SQL
 from bench.history import BIG_TASK, ulid_randomness, ulid_time_part
 from bench.seed import seed
 from domain.listing import RunQuery, SortDirection, SortField, parse_status_filter
@@ -151,3 +152,22 @@ def test_ulid_parts_encode_milliseconds_and_randomness_in_crockford_base32() -> 
     for value in ids:
         assert ULID.from_str(value).milliseconds == ms
         assert len(value) == 26
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ended_only", [False, True], ids=["newest", "newest-ended"])
+def test_every_tasks_newest_runs_are_index_probes(seeded_url: str, ended_only: bool) -> None:
+    """The dashboard's strips and "needs attention": one backward index scan per task."""
+
+    async def explain() -> dict[str, Any]:
+        conn = await asyncpg.connect(seeded_url)
+        try:
+            names = [r[0] for r in await conn.fetch("SELECT DISTINCT task_name FROM run_counts")]
+            sql = NEWEST_SQL[ended_only]
+            raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", names, 20)
+        finally:
+            await conn.close()
+        return dict(json.loads(raw)[0]["Plan"])
+
+    plan = run_coroutine(explain)
+    assert _scans_of_runs(plan) == ["Index Scan"], json.dumps(plan, indent=1)[:4000]
