@@ -145,12 +145,6 @@ def api_run(daemon: DaemonProcess, run_id: str) -> dict[str, Any]:
     return run
 
 
-def page_exists(daemon: DaemonProcess, path: str) -> bool:
-    """Whether the daemon serves ``path`` (pages of other parts of issue 11 may be missing)."""
-    with daemon.client() as client:
-        return client.get(path).status_code != 404
-
-
 def wait_until(
     browser: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 10
 ) -> Any:

@@ -19,7 +19,6 @@ from tests.browser.conftest import (
     api_run,
     logged_in_daemon,
     open_page,
-    page_exists,
     trigger,
     wait_until,
 )
@@ -29,8 +28,7 @@ pytestmark = pytest.mark.browser
 
 daemon = logged_in_daemon("browser-pages")
 
-# Pages of the other parts of issue 11: checked once they are served (see `pages`).
-OTHER_PAGES = ["/ui/tasks", "/ui/tasks/hello", "/ui/runs", "/ui/nodes", "/ui/notifications"]
+PAGES = ["/ui/", "/ui/tasks", "/ui/tasks/hello", "/ui/runs", "/ui/nodes", "/ui/notifications"]
 SIZES = [(1280, 800), (390, 844)]
 THEMES = ["light", "dark"]
 
@@ -45,9 +43,8 @@ def hello_run(daemon: DaemonProcess) -> str:
 
 @pytest.fixture(scope="module")
 def pages(daemon: DaemonProcess, hello_run: str) -> list[str]:
-    """Every page this branch serves: the overview, a run, a missing run, and the others'."""
-    ours = ["/ui/", f"/ui/runs/{hello_run}", "/ui/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV"]
-    return ours + [path for path in OTHER_PAGES if page_exists(daemon, path)]
+    """Every page of the dashboard, a run's included, and the page of a missing run."""
+    return [*PAGES, f"/ui/runs/{hello_run}", "/ui/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV"]
 
 
 @pytest.fixture
@@ -154,9 +151,6 @@ def test_axe_finds_nothing_serious_or_critical(
                 if v["impact"] in ("serious", "critical")
             ]
     assert not problems, "\n".join(problems)
-    missing = [path for path in OTHER_PAGES if path not in pages]
-    if missing:
-        pytest.skip(f"scanned {len(pages)} pages clean; not in this branch yet: {missing}")
 
 
 def test_the_ui_loads_nothing_from_outside_the_daemon(
@@ -205,8 +199,6 @@ def test_screenshots_of_the_overview_a_task_and_a_run(
 ) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shots = {"overview": "/ui/", "task": "/ui/tasks/hello", "run": f"/ui/runs/{hello_run}"}
-    if not page_exists(daemon, shots["task"]):
-        del shots["task"]
     problems = []
     try:
         for width, height in SIZES:
@@ -226,5 +218,17 @@ def test_screenshots_of_the_overview_a_task_and_a_run(
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     assert not problems, problems
-    if "task" not in shots:
-        pytest.skip("screenshots taken, but the task page is not in this branch yet")
+
+
+def test_many_page_loads_never_stall_on_leftover_streams(
+    driver: WebDriver, daemon: DaemonProcess, pages: list[str]
+) -> None:
+    # Every page opens a run-event stream; Chromium allows six connections per host over
+    # HTTP/1.1, so a stream left open by each page left behind stalled the 36th load.
+    driver.set_page_load_timeout(10)
+    try:
+        for _ in range(6):
+            for path in pages:
+                open_page(driver, daemon, path)
+    finally:
+        driver.set_page_load_timeout(30)

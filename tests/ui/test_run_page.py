@@ -246,7 +246,11 @@ def test_actions_the_run_does_not_allow_are_not_offered(client: httpx.Client) ->
 
 def test_a_form_without_the_sessions_csrf_token_is_refused() -> None:
     class Session:
+        """A cookie-authenticated form post, as the handler sees it."""
+
         scope = {SESSION_CSRF: "s3cret"}
+        method = "POST"
+        headers: dict[str, str] = {}
 
     for form in ({"csrf_token": "nope"}, {}, {"csrf_token": ""}):
         with pytest.raises(CsrfRefused):

@@ -143,14 +143,16 @@ def test_bulk_without_a_selection_says_so(client: httpx.Client) -> None:
     assert text(page_checks(client.get("/ui/runs")).select_one(".notice")) == "no runs selected"
 
 
-def test_the_live_fragment_is_the_count_line(
+def test_the_live_fragment_is_the_filtered_table_with_its_count(
     client: httpx.Client, history: dict[str, list[dict[str, Any]]]
 ) -> None:
     response = client.get("/ui/runs?search=alpha", headers={"HX-Request": "true"})
 
     doc = soup(response)
-    line = doc.find(id="runs-live")
-    assert line["hx-get"] == "/ui/runs?search=alpha"
-    assert "hx-trigger" in line.attrs
-    assert text(line).startswith("30 run(s) match")
-    assert doc.find("table") is None
+    live = doc.find(id="runs-live")
+    assert live["hx-get"] == "/ui/runs?search=alpha"
+    assert "runs-changed from:body" in live["hx-trigger"]
+    assert "data-keep-while-selected" in live.attrs
+    assert text(live.select_one(".live-line")).startswith("30 run(s) match")
+    assert len(live.select("tbody tr")) == 30
+    assert doc.find("h1") is None  # the fragment alone, not the page

@@ -29,6 +29,9 @@
   function connect() {
     if (!window.EventSource || !document.querySelector("[data-live]")) return;
     var stream = new EventSource(root + "/api/runs/stream", { withCredentials: true });
+    // Closed on leaving: Chromium can keep an abandoned stream's connection, and with six
+    // connections per host over HTTP/1.1, a few of those stall every later page.
+    window.addEventListener("pagehide", function () { stream.close(); });
     var lost = false;
     ["run.created", "run.started", "run.completed", "run.failed", "run.deleted"].forEach(
       function (name) { stream.addEventListener(name, changed); });
@@ -291,6 +294,9 @@
       };
     }
 
+    // As for the run-event stream: never leave a stream's connection behind.
+    window.addEventListener("pagehide", function () { if (stream) stream.close(); });
+
     box.addEventListener("scroll", function () {
       var bottom = atBottom();
       if (bottom !== autoScroll) { autoScroll = bottom; showFollow(); }
@@ -359,6 +365,13 @@
   // --- The run page's log viewer (its own section below).
   var viewer = document.querySelector("[data-log-viewer]");
   if (viewer) logViewer(viewer, csrfHeaders);
+
+  // --- A live fragment holding ticked rows (the runs table before a bulk action) is not
+  // refreshed while any row is ticked: the reader's selection is never swapped away.
+  document.addEventListener("htmx:confirm", function (event) {
+    var keeper = event.target.closest && event.target.closest("[data-keep-while-selected]");
+    if (keeper && keeper.querySelector("input[type=checkbox]:checked")) event.preventDefault();
+  });
 
   tick();
   setInterval(tick, 1000);
