@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from bench import dispatch, failover, listing, load, output, report
+from bench import dispatch, failover, listing, load, logread, output, report
 from bench.env import ROOT, Usage, bench_database_url, start_daemon
 from bench.history import BIG_TASK
 from bench.profile import recording, summarize
@@ -30,7 +30,7 @@ from bench.seed import ensure_seeded, restore_active
 
 RESULTS = ROOT / "bench" / "results.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-PHASES = ("listing", "dispatch", "cron", "output", "failover")
+PHASES = ("listing", "dispatch", "cron", "burst", "output", "logread", "failover")
 IDLE_SETTLE_SECONDS = 3.0
 
 IDLE_CONFIG = '[scheduler]\ntimezone = "UTC"\n' + "".join(
@@ -145,8 +145,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
         if "cron" in args.only:
             results["cron"] = await dispatch.cron(url, log, args.profile)
+        if "burst" in args.only:
+            results["burst"] = await dispatch.burst(url, log, args.profile)
         if "output" in args.only:
             results["output"] = await output.capture(url, log, args.profile)
+        if "logread" in args.only:
+            results["logread"] = await logread.read_back(url, log, args.profile)
         if "failover" in args.only:
             results["failover"] = await failover.failover(url, log)
     finally:

@@ -14,10 +14,11 @@ delay of a run is ``start_at - created_at`` (created_at is the scheduled tick).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -230,5 +231,116 @@ async def cron(
         f"cron: {len(delays)} of {result['expected_runs']} ticks started;"
         f" tick->start p50 {result['p50_ms']} p99 {result['p99_ms']} ms;"
         f" slowest start per tick {result['max_ms_per_tick']} ms"
+    )
+    return result
+
+
+BURST_TASKS = 1000
+BURST_EVERY = 15
+"""Seconds between the bursts: every task is due at each multiple of it."""
+BURSTS = 2
+BURST_TARGET = 1.5
+"""All of a burst started within this many times the raw spawn of as many processes."""
+
+
+def burst_config(count: int = BURST_TASKS) -> str:
+    """``count`` tasks due at the same seconds (every ``BURST_EVERY`` s), defaults otherwise."""
+    tasks = "".join(
+        f'\n[tasks.bench-burst-{i:04d}]\ncron = "*/{BURST_EVERY} * * * * *"\nrun = "true"\n'
+        for i in range(count)
+    )
+    return f'[scheduler]\ntimezone = "UTC"\n{tasks}'
+
+
+async def raw_burst_seconds(count: int = BURST_TASKS) -> float:
+    """Seconds to spawn ``count`` ``true`` processes at once through asyncio, and reap them."""
+
+    async def one() -> None:
+        proc = await asyncio.create_subprocess_exec("true")
+        await proc.wait()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    return time.perf_counter() - started
+
+
+async def burst(
+    database_url: str, log: Callable[[str], None], profile: bool = False
+) -> dict[str, Any]:
+    """``BURST_TASKS`` tasks due the same second: how long until the last one started.
+
+    Per burst: the last ``start_at`` and the last ``end_at`` after the tick (``start_at``
+    is when the run took its slot, recorded with the tick; a run that ended had started),
+    beside the raw spawn of as many processes measured just before.
+    """
+    raw = await raw_burst_seconds()
+    log(f"burst: raw asyncio spawn of {BURST_TASKS} 'true' at once: {raw * 1000:.0f} ms")
+    daemon = start_daemon("burst", burst_config(), database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        now: datetime = await conn.fetchval("SELECT now()")
+        # The first tick at least 2 s away, so the daemon is settled when it comes.
+        epoch = now.timestamp() + 2
+        first = datetime.fromtimestamp(math.ceil(epoch / BURST_EVERY) * BURST_EVERY, UTC)
+        ticks = [first + timedelta(seconds=BURST_EVERY * i) for i in range(BURSTS)]
+        with recording(daemon.pid, "burst", profile) as profile_path:
+            usage = Usage(daemon)
+            wait = (ticks[-1] - now).total_seconds() + BURST_EVERY - 2
+            await asyncio.sleep(wait)
+            cpu = usage.result()
+        rows = await conn.fetch(
+            """
+            SELECT created_at, count(*) AS runs, count(start_at) AS started,
+                   count(*) FILTER (WHERE end_reason = 'success') AS success,
+                   extract(epoch FROM max(start_at) - created_at) * 1000 AS last_start_ms,
+                   extract(epoch FROM percentile_cont(0.5) WITHIN GROUP
+                       (ORDER BY start_at - created_at)) * 1000 AS p50_start_ms,
+                   extract(epoch FROM max(end_at) - created_at) * 1000 AS last_end_ms
+            FROM runs WHERE task_name LIKE 'bench-burst-%' AND created_at = ANY($1::timestamptz[])
+            GROUP BY created_at ORDER BY created_at
+            """,
+            ticks,
+        )
+        recorded = await conn.fetchval(
+            "SELECT count(*) FROM task_ticks WHERE task_name LIKE 'bench-burst-%'"
+        )
+    finally:
+        await conn.close()
+        daemon.stop()
+    bursts = [
+        {
+            "tick": r["created_at"].isoformat(),
+            "runs": int(r["runs"]),
+            "started": int(r["started"]),
+            "success": int(r["success"]),
+            "p50_start_ms": round(float(r["p50_start_ms"]), 1),
+            "last_start_ms": round(float(r["last_start_ms"]), 1),
+            "last_end_ms": round(float(r["last_end_ms"] or 0), 1),
+        }
+        for r in rows
+    ]
+    complete = len(bursts) == BURSTS and all(
+        b["runs"] == b["started"] == b["success"] == BURST_TASKS for b in bursts
+    )
+    worst = max((b["last_start_ms"] for b in bursts), default=float("inf"))
+    result = {
+        "tasks": BURST_TASKS,
+        "bursts": bursts,
+        "task_ticks_rows": int(recorded),
+        "baseline_spawn_ms": round(raw * 1000, 1),
+        "last_start_ms": worst,
+        "ratio": round(worst / (raw * 1000), 2),
+        "target_ratio": BURST_TARGET,
+        "complete": complete,
+        "met": complete and worst <= BURST_TARGET * raw * 1000,
+        **cpu,
+        "profile": summarize(profile_path),
+    }
+    shown = [
+        (b["started"], b["p50_start_ms"], b["last_start_ms"], b["last_end_ms"]) for b in bursts
+    ]
+    log(
+        f"burst: (started, p50, last start, last end ms) per burst {shown};"
+        f" {result['ratio']}x raw spawn"
     )
     return result

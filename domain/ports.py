@@ -7,7 +7,7 @@ the in-memory fakes and the Postgres adapters alike.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -165,11 +165,31 @@ class LogStore(Protocol):
         """``read_batch`` as one :class:`LogLine` per line (tests, small reads)."""
         return (await self.read_batch(run_id, first, limit)).lines()
 
+    def raw_text(self, run_id: str, end: int) -> AsyncIterator[bytes]:
+        """The stored lines before ``end``, from the first available, as UTF-8 text (each
+        line ending in a newline), in pieces of bounded size (the raw download)."""
+        return _raw_text(self, run_id, end)
+
     async def stats(self, run_id: str) -> tuple[int, int]: ...
 
     async def trim(self, run_id: str, max_bytes: int) -> None: ...
 
     async def delete(self, run_id: str) -> None: ...
+
+
+RAW_BATCH = 1000
+"""Lines the generic ``raw_text`` reads per ``read_batch`` and yields as one piece."""
+
+
+async def _raw_text(store: LogStore, run_id: str, end: int) -> AsyncIterator[bytes]:
+    """``LogStore.raw_text`` for any store, by ``read_batch``."""
+    first = 0
+    while first < end:
+        batch = await store.read_batch(run_id, first, min(RAW_BATCH, end - first))
+        if not batch.count:
+            return
+        yield batch.text().encode()
+        first = batch.end
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ text still stored (each row knows its own) so ``trim`` knows how much to drop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -27,6 +27,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.postgres.database import ASYNC_COMMIT, autocommit, transaction
+from adapters.postgres.run_listing import driver_connection
 from adapters.postgres.tables import run_log_meta, run_logs
 from domain.errors import RunNotFound
 from domain.logs import LogBatch, LogLine, LogSegment, LogStream, as_batch, text_size
@@ -104,6 +105,33 @@ def _decode_per_line(first_n: int, body: bytes) -> LogBatch:
             for offset, us, code, text in _per_line.decode(body)
         ]
     )
+
+
+def chunk_text(first_n: int, last_n: int, body: bytes, end: int, parts: list[str]) -> None:
+    """Append the text of one ``run_logs`` row's lines before ``end`` to ``parts``, each
+    line ending in a newline: joined segments go as they are, no object per line."""
+    if last_n >= end:  # a row past the end of the download: cut it (never in practice)
+        parts.append(decode_chunk(first_n, body).window(first_n, end - first_n).text())
+        return
+    try:
+        _, segments = _columnar.decode(body)
+    except msgspec.ValidationError:
+        parts.extend(f"{text}\n" for *_, text in _per_line.decode(body))
+        return
+    for _, _, _, texts in segments:
+        if isinstance(texts, str):
+            parts.append(texts)
+            parts.append("\n")
+        else:
+            parts.extend(f"{text}\n" for text in texts)
+
+
+_RAW_ROWS = 16
+"""Rows the raw download reads per query and sends as one piece (~1 MB of capture)."""
+_RAW_READ = (
+    "SELECT first_n, last_n, body FROM run_logs"
+    " WHERE run_id = $1 AND first_n >= $2 AND first_n < $3 ORDER BY first_n LIMIT $4"
+)
 
 
 def _read_statement(run_id: str, first: int, limit: int) -> sa.Select[int, bytes]:
@@ -185,6 +213,25 @@ class PostgresLogStore(LogStore):
             segments.extend(decode_chunk(first_n, body).segments)
         whole = LogBatch(rows[0][0], segments)
         return whole.window(max(first, whole.first_n), limit)
+
+    async def raw_text(self, run_id: str, end: int) -> AsyncIterator[bytes]:
+        """The lines before ``end`` as text, ``_RAW_ROWS`` whole rows per query.
+
+        Rows before the first available line are gone (a trim deletes whole rows), so
+        reading from line 0 starts at the first available one. Each query takes a pooled
+        connection only while it runs: a slow client holds none.
+        """
+        first = 0
+        while first < end:
+            async with driver_connection(self._engine) as conn:
+                rows = await conn.fetch(_RAW_READ, run_id, first, end, _RAW_ROWS)
+            if not rows:
+                return
+            parts: list[str] = []
+            for first_n, last_n, body in rows:
+                chunk_text(first_n, last_n, body, end, parts)
+            yield "".join(parts).encode()
+            first = rows[-1][1] + 1
 
     async def stats(self, run_id: str) -> tuple[int, int]:
         """(first available n, total lines appended); (0, 0) when none."""
