@@ -27,8 +27,11 @@ from domain.run import Run, RunStatus
 
 MAX_LINE_NUMBER = 2**53 - 1
 """Line numbers and ``from`` stay within what JSON clients represent exactly."""
-STREAM_BATCH = 500
-"""Lines a stream reads per query, and the most it holds in memory."""
+STREAM_BATCH = 20_000
+"""Lines a stream reads per query at most."""
+STREAM_BYTES = 1_000_000
+"""Text a stream reads per query: it stops at the first stored chunk beginning past this,
+so it holds at most about this much (plus one chunk) of lines in memory."""
 POLL_INTERVAL = 0.2
 """Seconds a caught-up stream waits before asking the store for new lines."""
 KEEPALIVE_ENV = "RUNWARDEN_LOG_KEEPALIVE"
@@ -229,13 +232,18 @@ async def follow(
             run = await repo.get(run_id)
             if run is None:
                 return
-            batch = await logs.read_batch(run_id, next_n, STREAM_BATCH)
-            if batch.count:
+            # Every line stored by now, batch after batch, before the run is read again.
+            while True:
+                batch = await logs.read_batch(run_id, next_n, STREAM_BATCH, STREAM_BYTES)
+                if not batch.count:
+                    break
                 next_n = batch.end
                 yield line_events(batch, line_schema)
                 quiet_since = loop.time()
-                if batch.count == STREAM_BATCH:
-                    continue
+                if _stopping:
+                    break
+            if _stopping:
+                continue
             if run.status is RunStatus.ENDED:
                 _, total = await logs.stats(run_id)
                 yield done_event(total - 1, run, done_schema)

@@ -149,7 +149,9 @@ class LogStore(Protocol):
       run's previous append. Appends of one run are never concurrent. A batch is the
       columnar form the capture makes; a sequence of lines is taken as the same batch.
     - ``read_batch`` returns up to ``limit`` stored lines with ``n >= first``, in order, as
-      one batch; ``read`` returns the same lines as one object each.
+      one batch; ``read`` returns the same lines as one object each. With ``max_bytes`` it
+      stops at the first appended batch that begins once that much text has been read
+      (so it returns at least one batch's lines, and fewer than ``limit`` may remain).
     - ``stats`` returns (first available n, total lines ever appended); (0, 0) when none.
     - ``trim`` drops the run's oldest stored lines, whole batches at a time, until at most
       ``max_bytes`` of text remain (``drop_old``); ``first available`` moves past them and
@@ -159,7 +161,9 @@ class LogStore(Protocol):
 
     async def append(self, run_id: str, lines: LogBatch | Sequence[LogLine]) -> None: ...
 
-    async def read_batch(self, run_id: str, first: int, limit: int) -> LogBatch: ...
+    async def read_batch(
+        self, run_id: str, first: int, limit: int, max_bytes: int | None = None
+    ) -> LogBatch: ...
 
     async def read(self, run_id: str, first: int, limit: int) -> list[LogLine]:
         """``read_batch`` as one :class:`LogLine` per line (tests, small reads)."""

@@ -134,8 +134,11 @@ _RAW_READ = (
 )
 
 
-def _read_statement(run_id: str, first: int, limit: int) -> sa.Select[int, bytes]:
-    """The rows overlapping lines ``first..first+limit-1``, in order."""
+def _read_statement(
+    run_id: str, first: int, limit: int, max_bytes: int | None = None
+) -> sa.Select[int, bytes]:
+    """The rows overlapping lines ``first..first+limit-1``, in order; with ``max_bytes``,
+    only as many rows as begin before that much text has been read (at least one)."""
     # A window that begins among trimmed lines begins at the first available one instead
     # (GREATEST ignores the NULL of a log never written).
     available = (
@@ -151,14 +154,31 @@ def _read_statement(run_id: str, first: int, limit: int) -> sa.Select[int, bytes
         .where(run_logs.c.run_id == run_id, run_logs.c.first_n <= first_n_wanted)
         .scalar_subquery()
     )
-    return (
-        sa.select(run_logs.c.first_n, run_logs.c.body)
-        .where(
-            run_logs.c.run_id == run_id,
-            run_logs.c.first_n >= sa.func.coalesce(start, first_n_wanted),
-            run_logs.c.first_n < first_n_wanted + limit,
+    overlapping = (
+        run_logs.c.run_id == run_id,
+        run_logs.c.first_n >= sa.func.coalesce(start, first_n_wanted),
+        run_logs.c.first_n < first_n_wanted + limit,
+    )
+    if max_bytes is None:
+        return (
+            sa.select(run_logs.c.first_n, run_logs.c.body)
+            .where(*overlapping)
+            .order_by(run_logs.c.first_n)
         )
-        .order_by(run_logs.c.first_n)
+    before = sa.func.sum(run_logs.c.text_bytes).over(order_by=run_logs.c.first_n)
+    rows = (
+        sa.select(
+            run_logs.c.first_n,
+            run_logs.c.body,
+            (before - run_logs.c.text_bytes).label("before"),
+        )
+        .where(*overlapping)
+        .subquery()
+    )
+    return (
+        sa.select(rows.c.first_n, rows.c.body)
+        .where(rows.c.before < max(max_bytes, 1))
+        .order_by(rows.c.first_n)
     )
 
 
@@ -198,12 +218,15 @@ class PostgresLogStore(LogStore):
                 raise RunNotFound(run_id) from error
             raise
 
-    async def read_batch(self, run_id: str, first: int, limit: int) -> LogBatch:
-        """Up to ``limit`` lines with ``n >= first``, in order."""
+    async def read_batch(
+        self, run_id: str, first: int, limit: int, max_bytes: int | None = None
+    ) -> LogBatch:
+        """Up to ``limit`` lines with ``n >= first``, in order (fewer past ``max_bytes``)."""
         if limit <= 0:
             return LogBatch(max(first, 0))
+        statement = _read_statement(run_id, first, limit, max_bytes)
         async with autocommit(self._engine) as conn:
-            rows = (await conn.execute(_read_statement(run_id, first, limit))).all()
+            rows = (await conn.execute(statement)).all()
         if not rows:
             return LogBatch(max(first, 0))
         # The rows are consecutive; the first begins at or before the window (or at the
