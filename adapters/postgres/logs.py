@@ -126,11 +126,18 @@ def chunk_text(first_n: int, last_n: int, body: bytes, end: int, parts: list[str
             parts.extend(f"{text}\n" for text in texts)
 
 
-_RAW_ROWS = 16
-"""Rows the raw download reads per query and sends as one piece (~1 MB of capture)."""
+_RAW_ROWS = 64
+_RAW_BYTES = 2_000_000
+"""The raw download reads up to ``_RAW_ROWS`` rows per query, stopping at the first row
+that begins past ``_RAW_BYTES`` of text (capture writes rows of up to ~1 MB, older ones
+of 64 KiB), and sends them as one piece: memory stays a few MB a download."""
 _RAW_READ = (
-    "SELECT first_n, last_n, body FROM run_logs"
-    " WHERE run_id = $1 AND first_n >= $2 AND first_n < $3 ORDER BY first_n LIMIT $4"
+    "SELECT first_n, last_n, body FROM ("
+    " SELECT first_n, last_n, body,"
+    "  sum(text_bytes) OVER (ORDER BY first_n) - text_bytes AS before"
+    " FROM run_logs WHERE run_id = $1 AND first_n >= $2 AND first_n < $3"
+    " ORDER BY first_n LIMIT $4) AS r"
+    " WHERE before < $5 ORDER BY first_n"
 )
 
 
@@ -238,7 +245,7 @@ class PostgresLogStore(LogStore):
         return whole.window(max(first, whole.first_n), limit)
 
     async def raw_text(self, run_id: str, end: int) -> AsyncIterator[bytes]:
-        """The lines before ``end`` as text, ``_RAW_ROWS`` whole rows per query.
+        """The lines before ``end`` as text, about ``_RAW_BYTES`` of whole rows per query.
 
         Rows before the first available line are gone (a trim deletes whole rows), so
         reading from line 0 starts at the first available one. Each query takes a pooled
@@ -247,7 +254,7 @@ class PostgresLogStore(LogStore):
         first = 0
         while first < end:
             async with driver_connection(self._engine) as conn:
-                rows = await conn.fetch(_RAW_READ, run_id, first, end, _RAW_ROWS)
+                rows = await conn.fetch(_RAW_READ, run_id, first, end, _RAW_ROWS, _RAW_BYTES)
             if not rows:
                 return
             parts: list[str] = []
