@@ -21,13 +21,14 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+import asyncpg
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.postgres.database import ASYNC_COMMIT, autocommit, transaction
-from adapters.postgres.run_listing import driver_connection
+from adapters.postgres.run_listing import MAX_DEAD, ConnectionLost, driver_connection
 from adapters.postgres.tables import run_log_meta, run_logs
 from domain.errors import RunNotFound
 from domain.logs import LogBatch, LogLine, LogSegment, LogStream, as_batch, text_size
@@ -253,8 +254,7 @@ class PostgresLogStore(LogStore):
         """
         first = 0
         while first < end:
-            async with driver_connection(self._engine) as conn:
-                rows = await conn.fetch(_RAW_READ, run_id, first, end, _RAW_ROWS, _RAW_BYTES)
+            rows = await self._raw_rows(run_id, first, end)
             if not rows:
                 return
             parts: list[str] = []
@@ -262,6 +262,23 @@ class PostgresLogStore(LogStore):
                 chunk_text(first_n, last_n, body, end, parts)
             yield "".join(parts).encode()
             first = rows[-1][1] + 1
+
+    async def _raw_rows(self, run_id: str, first: int, end: int) -> list[asyncpg.Record]:
+        # A read is idempotent: one that meets a dead pooled connection (a restarted server
+        # leaves them all dead) is tried on the next one, as the run listing does.
+        for _ in range(MAX_DEAD):
+            try:
+                return await self._fetch_raw_rows(run_id, first, end)
+            except ConnectionLost:
+                continue
+        return await self._fetch_raw_rows(run_id, first, end)
+
+    async def _fetch_raw_rows(self, run_id: str, first: int, end: int) -> list[asyncpg.Record]:
+        async with driver_connection(self._engine) as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(
+                _RAW_READ, run_id, first, end, _RAW_ROWS, _RAW_BYTES
+            )
+        return rows
 
     async def stats(self, run_id: str) -> tuple[int, int]:
         """(first available n, total lines appended); (0, 0) when none."""
