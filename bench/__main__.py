@@ -1,8 +1,9 @@
 """``python -m bench`` (``make bench``): every benchmark, a table, ``bench/results.json``.
 
 Order: seed (or reuse) the history; listing, throughput and idle RSS on a daemon with 10
-idle tasks; API dispatch on one node, then on 2 nodes of a cluster; cron; output; failover
-of a cluster of 2 nodes (``bench/failover.py``). The benchmarks' own runs (tasks
+idle tasks; API dispatch on one node, then on 2 nodes of a cluster; cron; a burst of
+1,000 tasks due the same second; output; reading a 200 MB log back (``bench/logread.py``);
+failover of a cluster of 2 nodes (``bench/failover.py``). The benchmarks' own runs (tasks
 ``bench-*``) are deleted at the end so the seeded history stays as seeded for the next run.
 """
 
