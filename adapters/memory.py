@@ -73,17 +73,23 @@ class InMemoryLogStore(LogStore):
         log.total_lines = max(log.total_lines, batch.end)
         log.stored_bytes += batch.size
 
-    async def read_batch(self, run_id: str, first: int, limit: int) -> LogBatch:
-        """Up to ``limit`` lines with ``n >= first``, in order."""
+    async def read_batch(
+        self, run_id: str, first: int, limit: int, max_bytes: int | None = None
+    ) -> LogBatch:
+        """Up to ``limit`` lines with ``n >= first``, in order (fewer past ``max_bytes``)."""
         log = self.logs.get(run_id)
         first = max(first, 0 if log is None else log.first_available)
         if log is None or limit <= 0:
             return LogBatch(first)
         start = bisect.bisect_right(log.chunks, first, key=lambda chunk: chunk.first_n) - 1
         segments: list[LogSegment] = []
+        read = 0
         for chunk in log.chunks[max(start, 0) :]:
             if chunk.first_n >= first + limit:
                 break
+            if max_bytes is not None and segments and read >= max_bytes:
+                break
+            read += chunk.size
             segments.extend(chunk.window(first, limit).segments)
         return LogBatch(first, segments)
 

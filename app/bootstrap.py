@@ -189,7 +189,6 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=cast("ExceptionHandlersMap", EXCEPTION_HANDLERS),
         before_request=refuse_loose_integers,
         lifespan=[lifespan],
-        on_startup=[finalize_openapi],
         openapi_config=openapi_config(package_version(), settings.security.root_path),
         request_max_body_size=MAX_BODY_BYTES,
         middleware=[metrics.middleware()],
@@ -199,6 +198,7 @@ def create_app(settings: Settings) -> Litestar:
         # replace the root logger's handlers with its own.
         logging_config=None,
     )
+    finalize_openapi(app)
     _mend_options_handlers(app)
     # Around the router, not per route (Litestar's middleware=): 404s, 405s and unknown
     # /api paths get the same headers and the same 401.

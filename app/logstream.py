@@ -27,10 +27,11 @@ from domain.run import Run, RunStatus
 
 MAX_LINE_NUMBER = 2**53 - 1
 """Line numbers and ``from`` stay within what JSON clients represent exactly."""
-STREAM_BATCH = 500
-"""Lines a stream reads per query, and the most it holds in memory."""
-RAW_BATCH = 1000
-"""Lines the raw download reads per query and sends as one chunk."""
+STREAM_BATCH = 20_000
+"""Lines a stream reads per query at most."""
+STREAM_BYTES = 1_000_000
+"""Text a stream reads per query: it stops at the first stored chunk beginning past this,
+so it holds at most about this much (plus one chunk) of lines in memory."""
 POLL_INTERVAL = 0.2
 """Seconds a caught-up stream waits before asking the store for new lines."""
 KEEPALIVE_ENV = "RUNWARDEN_LOG_KEEPALIVE"
@@ -93,35 +94,37 @@ async def read_window(logs: LogStore, run: Run, start: int, limit: int) -> Windo
     return Window(lines, first_available, total, run.status is RunStatus.ENDED)
 
 
-def _text(batch: LogBatch) -> str:
-    """The lines as text, each ending in a newline; joined segments are used as they are."""
-    parts: list[str] = []
-    for segment in batch.segments:
-        if isinstance(segment.texts, str):
-            parts.append(segment.texts)
-            parts.append("\n")
-        else:
-            parts.extend(f"{text}\n" for text in segment.texts)
-    return "".join(parts)
+def raw_chunks(logs: LogStore, run_id: str, end: int) -> AsyncIterator[bytes]:
+    """The stored lines before ``end`` as UTF-8 text, in pieces of bounded size."""
+    return logs.raw_text(run_id, end)
 
 
-async def raw_chunks(logs: LogStore, run_id: str, end: int) -> AsyncIterator[bytes]:
-    """The stored lines before ``end`` as UTF-8 text, one chunk per batch read."""
-    first = 0
-    while first < end:
-        batch = await logs.read_batch(run_id, first, min(RAW_BATCH, end - first))
-        if not batch.count:
-            return
-        yield _text(batch).encode()
-        first = batch.end
+def _line_template(schema: str, ts: str, stream: str) -> bytes:
+    """The ``line`` event of one segment's lines, less the number (twice) and the text.
+
+    The same bytes msgspec writes for :class:`schemas.LogLine` (fields in declaration
+    order, the same string escapes), put together once per segment instead of per line.
+    """
+    head = b'{"$schema":%s,"n":' % _encoder.encode(schema)
+    tail = b',"ts":%s,"stream":%s,"text":' % (_encoder.encode(ts), _encoder.encode(stream))
+    # A "%" in the schema URL or elsewhere must survive the formatting below.
+    head, tail = head.replace(b"%", b"%%"), tail.replace(b"%", b"%%")
+    return b"id: %%d\nevent: line\ndata: %s%%d%s%%b}\n\n" % (head, tail)
 
 
 def line_events(batch: LogBatch, schema: str = "") -> bytes:
-    """``line`` events for a batch, ids = line numbers, data = the line as JSON."""
-    return b"".join(
-        b"id: %d\nevent: line\ndata: %s\n\n" % (body.n, _encoder.encode(body))
-        for body in line_bodies(batch, schema)
-    )
+    """``line`` events for a batch, ids = line numbers, data = the line as JSON.
+
+    One template per segment; per line only the number and the text's JSON are formatted.
+    """
+    encode = _encoder.encode
+    out: list[bytes] = []
+    n = batch.first_n
+    for segment in batch.segments:
+        template = _line_template(schema, timestamp(segment.ts), segment.stream.value)
+        out.extend([template % (i, i, encode(text)) for i, text in enumerate(segment.lines(), n)])
+        n += segment.count
+    return b"".join(out)
 
 
 def done_event(final_line: int, run: Run, schema: str = "") -> bytes:
@@ -229,13 +232,18 @@ async def follow(
             run = await repo.get(run_id)
             if run is None:
                 return
-            batch = await logs.read_batch(run_id, next_n, STREAM_BATCH)
-            if batch.count:
+            # Every line stored by now, batch after batch, before the run is read again.
+            while True:
+                batch = await logs.read_batch(run_id, next_n, STREAM_BATCH, STREAM_BYTES)
+                if not batch.count:
+                    break
                 next_n = batch.end
                 yield line_events(batch, line_schema)
                 quiet_since = loop.time()
-                if batch.count == STREAM_BATCH:
-                    continue
+                if _stopping:
+                    break
+            if _stopping:
+                continue
             if run.status is RunStatus.ENDED:
                 _, total = await logs.stats(run_id)
                 yield done_event(total - 1, run, done_schema)

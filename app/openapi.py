@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from litestar import Litestar, Request
+from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
@@ -329,6 +330,26 @@ def _admits_null(body: RequestBody) -> bool:
     return False
 
 
+class _FinalizingOpenAPIPlugin(OpenAPIPlugin):
+    """Litestar's OpenAPI plugin, finalizing the document each time it builds it."""
+
+    __slots__ = ()
+
+    def _build_openapi(self) -> OpenAPI:
+        document = super()._build_openapi()
+        finalize_document(document)
+        return document
+
+
 def finalize_openapi(app: Litestar) -> None:
-    """``on_startup`` hook: finalize the app's document before anything serves it."""
-    finalize_document(app.openapi_schema)
+    """Have the app's document finalized whenever Litestar builds it, before anything
+    serves it.
+
+    Litestar builds the document on first use (a request for it) and keeps it. It used to
+    be built at startup to be finalized there: ~7 MB that a daemon nobody asks for its
+    API description does not need (issue 14: idle RSS). The plugin takes no hook and has
+    slots, so the app's instance becomes the subclass above (same layout, same state).
+    """
+    plugin = app.plugins.get(OpenAPIPlugin)
+    if type(plugin) is OpenAPIPlugin:
+        plugin.__class__ = _FinalizingOpenAPIPlugin

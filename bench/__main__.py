@@ -2,7 +2,8 @@
 
 Order: seed (or reuse) the history; listing, throughput and idle RSS on a daemon with 10
 idle tasks; the dashboard's pages on a daemon serving the seeded tasks; API dispatch on
-one node, then on 2 nodes of a cluster; cron; output; failover of a cluster of 2 nodes
+one node, then on 2 nodes of a cluster; cron; a burst of 1,000 tasks due the same second;
+output; reading a 200 MB log back (``bench/logread.py``); failover of a cluster of 2 nodes
 (``bench/failover.py``). The benchmarks' own runs (tasks
 ``bench-*``) are deleted at the end so the seeded history stays as seeded for the next run.
 """
@@ -23,7 +24,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from bench import dispatch, failover, listing, load, output, pages, report
+from bench import dispatch, failover, listing, load, logread, output, pages, report
 from bench.env import ROOT, Usage, bench_database_url, start_daemon
 from bench.history import BIG_TASK
 from bench.profile import recording, summarize
@@ -31,7 +32,7 @@ from bench.seed import ensure_seeded, restore_active
 
 RESULTS = ROOT / "bench" / "results.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-PHASES = ("listing", "pages", "dispatch", "cron", "output", "failover")
+PHASES = ("listing", "pages", "dispatch", "cron", "burst", "output", "logread", "failover")
 IDLE_SETTLE_SECONDS = 3.0
 
 IDLE_CONFIG = '[scheduler]\ntimezone = "UTC"\n' + "".join(
@@ -161,8 +162,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
         if "cron" in args.only:
             results["cron"] = await dispatch.cron(url, log, args.profile)
+        if "burst" in args.only:
+            results["burst"] = await dispatch.burst(url, log, args.profile)
         if "output" in args.only:
             results["output"] = await output.capture(url, log, args.profile)
+        if "logread" in args.only:
+            results["logread"] = await logread.read_back(url, log, args.profile)
         if "failover" in args.only:
             results["failover"] = await failover.failover(url, log)
     finally:

@@ -14,15 +14,16 @@ delay of a run is ``start_at - created_at`` (created_at is the scheduled tick).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from bench.env import Daemon, Usage, start_daemon
+from bench.env import WORK, Daemon, Usage, start_daemon
 from bench.http import Connection, percentile
 from bench.profile import recording, summarize
 
@@ -230,5 +231,157 @@ async def cron(
         f"cron: {len(delays)} of {result['expected_runs']} ticks started;"
         f" tick->start p50 {result['p50_ms']} p99 {result['p99_ms']} ms;"
         f" slowest start per tick {result['max_ms_per_tick']} ms"
+    )
+    return result
+
+
+BURST_TASKS = 1000
+BURST_EVERY = 15
+"""Seconds between the bursts: every task is due at each multiple of it."""
+BURSTS = 2
+BURST_TARGET = 1.5
+"""All of a burst started within this many times the raw spawn of as many processes."""
+
+
+STAMPS = WORK / "burst-stamps.txt"
+"""Where each burst run writes the moment its process began (``date``, in ns)."""
+
+
+def burst_config(count: int = BURST_TASKS) -> str:
+    """``count`` tasks due at the same seconds (every ``BURST_EVERY`` s), defaults otherwise.
+
+    Each run's process appends the wall-clock time it began executing to :data:`STAMPS`
+    (the shell execs ``date`` with its output appended there; nothing goes to the log).
+    """
+    run = f"exec date +%s%N >> {STAMPS}"
+    cron = f"*/{BURST_EVERY} * * * * *"
+    tasks = "".join(
+        f"\n[tasks.bench-burst-{i:04d}]\ncron = \"{cron}\"\nrun = '{run}'\n" for i in range(count)
+    )
+    return f'[scheduler]\ntimezone = "UTC"\n{tasks}'
+
+
+def _process_starts(ticks: list[datetime]) -> list[dict[str, Any]]:
+    """Per tick: how many processes began in its window, p50 and last (ms after it)."""
+    stamps = [int(line) / 1e9 for line in STAMPS.read_text().split()] if STAMPS.exists() else []
+    out = []
+    for tick in ticks:
+        t = tick.timestamp()
+        delays = sorted((s - t) * 1000 for s in stamps if t <= s < t + BURST_EVERY)
+        out.append(
+            {
+                "processes": len(delays),
+                "p50_process_ms": round(percentile(delays, 0.5), 1) if delays else None,
+                "last_process_ms": round(delays[-1], 1) if delays else None,
+            }
+        )
+    return out
+
+
+async def raw_burst_seconds(count: int = BURST_TASKS, *argv: str) -> float:
+    """Seconds to spawn ``count`` processes (``true`` unless ``argv``) at once through
+    asyncio, and reap them."""
+
+    async def one() -> None:
+        proc = await asyncio.create_subprocess_exec(*(argv or ("true",)))
+        await proc.wait()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    return time.perf_counter() - started
+
+
+async def burst(
+    database_url: str, log: Callable[[str], None], profile: bool = False
+) -> dict[str, Any]:
+    """``BURST_TASKS`` tasks due the same second: how long until the last one started.
+
+    Per burst: when the processes began (each writes its clock reading to ``STAMPS``),
+    and, from the database, the last ``start_at`` (when the run took its slot, recorded
+    with the tick) and ``end_at`` after the tick; beside the raw spawn of as many
+    processes (``true``, all at once, until all have exited) measured just before.
+    """
+    raw = await raw_burst_seconds()
+    # The tasks' own command through the shell, as the daemon runs it (for context).
+    raw_shell = await raw_burst_seconds(
+        BURST_TASKS, "/bin/sh", "-c", "exec date +%s%N >> /dev/null"
+    )
+    log(
+        f"burst: raw asyncio spawn of {BURST_TASKS} at once: 'true' {raw * 1000:.0f} ms,"
+        f" the task's command through sh {raw_shell * 1000:.0f} ms"
+    )
+    STAMPS.unlink(missing_ok=True)
+    daemon = start_daemon("burst", burst_config(), database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        now: datetime = await conn.fetchval("SELECT now()")
+        # The first tick at least 2 s away, so the daemon is settled when it comes.
+        epoch = now.timestamp() + 2
+        first = datetime.fromtimestamp(math.ceil(epoch / BURST_EVERY) * BURST_EVERY, UTC)
+        ticks = [first + timedelta(seconds=BURST_EVERY * i) for i in range(BURSTS)]
+        with recording(daemon.pid, "burst", profile) as profile_path:
+            usage = Usage(daemon)
+            wait = (ticks[-1] - now).total_seconds() + BURST_EVERY - 2
+            await asyncio.sleep(wait)
+            cpu = usage.result()
+        rows = await conn.fetch(
+            """
+            SELECT created_at, count(*) AS runs, count(start_at) AS started,
+                   count(*) FILTER (WHERE end_reason = 'success') AS success,
+                   extract(epoch FROM max(start_at) - created_at) * 1000 AS last_start_ms,
+                   extract(epoch FROM percentile_cont(0.5) WITHIN GROUP
+                       (ORDER BY start_at - created_at)) * 1000 AS p50_start_ms,
+                   extract(epoch FROM max(end_at) - created_at) * 1000 AS last_end_ms
+            FROM runs WHERE task_name LIKE 'bench-burst-%' AND created_at = ANY($1::timestamptz[])
+            GROUP BY created_at ORDER BY created_at
+            """,
+            ticks,
+        )
+        recorded = await conn.fetchval(
+            "SELECT count(*) FROM task_ticks WHERE task_name LIKE 'bench-burst-%'"
+        )
+    finally:
+        await conn.close()
+        daemon.stop()
+    starts = _process_starts(ticks)
+    bursts = [
+        {
+            "tick": r["created_at"].isoformat(),
+            "runs": int(r["runs"]),
+            "started": int(r["started"]),
+            "success": int(r["success"]),
+            "p50_start_ms": round(float(r["p50_start_ms"]), 1),
+            "last_start_ms": round(float(r["last_start_ms"]), 1),
+            "last_end_ms": round(float(r["last_end_ms"] or 0), 1),
+            **process,
+        }
+        for r, process in zip(rows, starts, strict=False)
+    ]
+    complete = len(bursts) == BURSTS and all(
+        b["runs"] == b["started"] == b["success"] == b["processes"] == BURST_TASKS for b in bursts
+    )
+    # Started = the process began executing (its own clock reading), not the run recorded.
+    worst = max((b["last_process_ms"] or float("inf") for b in bursts), default=float("inf"))
+    result = {
+        "tasks": BURST_TASKS,
+        "bursts": bursts,
+        "task_ticks_rows": int(recorded),
+        "baseline_spawn_ms": round(raw * 1000, 1),
+        "baseline_shell_spawn_ms": round(raw_shell * 1000, 1),
+        "last_start_ms": worst,
+        "ratio": round(worst / (raw * 1000), 2),
+        "target_ratio": BURST_TARGET,
+        "complete": complete,
+        "met": complete and worst <= BURST_TARGET * raw * 1000,
+        **cpu,
+        "profile": summarize(profile_path),
+    }
+    shown = [
+        (b["processes"], b["p50_process_ms"], b["last_process_ms"], b["last_start_ms"])
+        for b in bursts
+    ]
+    log(
+        f"burst: (processes, p50, last process start, last start_at ms) per burst {shown};"
+        f" {result['ratio']}x raw spawn"
     )
     return result

@@ -43,6 +43,47 @@ def listing_table(listing: dict[str, Any]) -> list[str]:
     return lines
 
 
+def burst_lines(b: dict[str, Any]) -> list[str]:
+    """1,000 tasks due the same second: when their processes began, against raw spawn."""
+    shown = "; ".join(
+        f"{x['processes']:,} processes, p50 {_ms(x['p50_process_ms'])} ms, last"
+        f" {_ms(x['last_process_ms'])} ms (last recorded start_at {_ms(x['last_start_ms'])} ms)"
+        for x in b["bursts"]
+    )
+    return [
+        f"Burst: {b['tasks']:,} tasks due the same second, {len(b['bursts'])} bursts: {shown}."
+        f" Raw spawn of {b['tasks']:,} `true` at once {_ms(b['baseline_spawn_ms'])} ms (the"
+        f" tasks' command through `sh`: {_ms(b.get('baseline_shell_spawn_ms'))} ms): the last"
+        f" process began at **{b['ratio']:.2f}x** raw spawn (target ≤ {b['target_ratio']:g}x:"
+        f" {_met(b['met'])}); every tick recorded: {_met(b['complete'])}."
+        f" Daemon CPU {_cpu(b)}, machine {b.get('machine_busy_pct', '—')}% busy.",
+        "",
+    ]
+
+
+def logread_table(r: dict[str, Any]) -> list[str]:
+    """Reading a 200 MB log back: raw download and SSE replay, with the storage floor."""
+    raw, stream = r["raw"], r["stream"]
+    return [
+        "### Reading a log back",
+        "",
+        f"A log of {r['text_bytes'] / 1e6:,.0f} MB of random base64 in {r['lines']:,} lines.",
+        "",
+        "| what | figure | target |",
+        "|---|---:|---|",
+        f"| floor: the chunks read by asyncpg, written to a socket |"
+        f" {r['baseline_read_mb_per_s']:,.1f} MB/s | |",
+        f"| `GET …/log/raw` | {raw['mb_per_s']:,.1f} MB/s ({r['raw_ratio']:.0%} of the floor)"
+        f" | ≥ 50%: {_met(r['raw_met'])} |",
+        f"| SSE `…/log/stream` from line 0 | {stream['lines_per_s']:,.0f} lines/s"
+        f" | ≥ 300,000: {_met(r['stream_met'])} |",
+        f"| daemon peak RSS: idle / raw / SSE | {r['rss_idle_mb']:.0f} /"
+        f" {raw['rss_peak_mb']:.0f} / {stream['rss_peak_mb']:.0f} MB | bounded |",
+        f"| daemon CPU: raw / SSE (of one core) | {_cpu(raw)} / {_cpu(stream)} | |",
+        "",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     """Every section present in ``results`` as Markdown."""
     out: list[str] = []
@@ -121,6 +162,8 @@ def render(results: dict[str, Any]) -> str:
             f" daemon CPU {_cpu(c)}, machine {c.get('machine_busy_pct', '—')}% busy.",
             "",
         ]
+    if "burst" in results:
+        out += burst_lines(results["burst"])
     if "output" in results:
         o = results["output"]
         out += [
@@ -144,6 +187,8 @@ def render(results: dict[str, Any]) -> str:
                 f" | ≤ 20 ms: {_met(page['met'])} |"
             )
         out.append("")
+    if "logread" in results:
+        out += logread_table(results["logread"])
     if "failover" in results:
         f = results["failover"]
         crashed, back = f["crashed"], f["instances_back"]

@@ -158,6 +158,17 @@ class LogBatch:
             n += segment.count
         return out
 
+    def text(self) -> str:
+        """The lines as text, each ending in a newline (the raw download's form)."""
+        parts: list[str] = []
+        for segment in self.segments:
+            if isinstance(segment.texts, str):
+                parts.append(segment.texts)
+                parts.append("\n")
+            else:
+                parts.extend(f"{text}\n" for text in segment.texts)
+        return "".join(parts)
+
     def window(self, first: int, limit: int) -> LogBatch:
         """The lines numbered ``first..first+limit-1`` that this batch holds."""
         start = max(first, self.first_n)

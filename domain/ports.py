@@ -7,7 +7,7 @@ the in-memory fakes and the Postgres adapters alike.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -157,7 +157,9 @@ class LogStore(Protocol):
       run's previous append. Appends of one run are never concurrent. A batch is the
       columnar form the capture makes; a sequence of lines is taken as the same batch.
     - ``read_batch`` returns up to ``limit`` stored lines with ``n >= first``, in order, as
-      one batch; ``read`` returns the same lines as one object each.
+      one batch; ``read`` returns the same lines as one object each. With ``max_bytes`` it
+      stops at the first appended batch that begins once that much text has been read
+      (so it returns at least one batch's lines, and fewer than ``limit`` may remain).
     - ``stats`` returns (first available n, total lines ever appended); (0, 0) when none.
     - ``trim`` drops the run's oldest stored lines, whole batches at a time, until at most
       ``max_bytes`` of text remain (``drop_old``); ``first available`` moves past them and
@@ -167,17 +169,39 @@ class LogStore(Protocol):
 
     async def append(self, run_id: str, lines: LogBatch | Sequence[LogLine]) -> None: ...
 
-    async def read_batch(self, run_id: str, first: int, limit: int) -> LogBatch: ...
+    async def read_batch(
+        self, run_id: str, first: int, limit: int, max_bytes: int | None = None
+    ) -> LogBatch: ...
 
     async def read(self, run_id: str, first: int, limit: int) -> list[LogLine]:
         """``read_batch`` as one :class:`LogLine` per line (tests, small reads)."""
         return (await self.read_batch(run_id, first, limit)).lines()
+
+    def raw_text(self, run_id: str, end: int) -> AsyncIterator[bytes]:
+        """The stored lines before ``end``, from the first available, as UTF-8 text (each
+        line ending in a newline), in pieces of bounded size (the raw download)."""
+        return _raw_text(self, run_id, end)
 
     async def stats(self, run_id: str) -> tuple[int, int]: ...
 
     async def trim(self, run_id: str, max_bytes: int) -> None: ...
 
     async def delete(self, run_id: str) -> None: ...
+
+
+RAW_BATCH = 1000
+"""Lines the generic ``raw_text`` reads per ``read_batch`` and yields as one piece."""
+
+
+async def _raw_text(store: LogStore, run_id: str, end: int) -> AsyncIterator[bytes]:
+    """``LogStore.raw_text`` for any store, by ``read_batch``."""
+    first = 0
+    while first < end:
+        batch = await store.read_batch(run_id, first, min(RAW_BATCH, end - first))
+        if not batch.count:
+            return
+        yield batch.text().encode()
+        first = batch.end
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,11 +32,15 @@ import signal
 import subprocess
 from asyncio.subprocess import DEVNULL, PIPE
 from collections.abc import Collection, Mapping
-
-import psutil
+from typing import TYPE_CHECKING
 
 from domain.logs import LogStream
 from domain.ports import Executor, OutputSink, ProcessSpec, ProcessStartError, RunningProcess
+
+if TYPE_CHECKING:
+    # psutil (~2 MB) is imported only where a process tree is stopped or swept: an idle
+    # daemon, or one whose runs all end by themselves, never loads it.
+    import psutil
 
 CHUNK_SIZE = 64 * 1024
 """The most bytes handed to the sink in one ``write``."""
@@ -191,6 +195,8 @@ class SubprocessExecutor(Executor):
 
 
 def _kill_processes_of(run_ids: set[str], node_ids: set[str]) -> int:
+    import psutil
+
     killed = 0
     for proc in psutil.process_iter():
         try:
@@ -234,6 +240,8 @@ def _parse_signal(name: str) -> signal.Signals:
 
 
 def _alive(proc: psutil.Process) -> bool:
+    import psutil
+
     # Zombies count as gone: they run nothing, and PID 1 of a container may never reap them.
     try:
         return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
@@ -299,6 +307,8 @@ class SubprocessRunningProcess(RunningProcess):
             await asyncio.wait_for(self._child.exited.wait(), grace)
         await self._descendants_gone(deadline)
         self._signal_group(signal.SIGKILL)
+        import psutil
+
         for proc in self._descendants.values():
             with contextlib.suppress(psutil.Error):
                 proc.kill()
@@ -319,6 +329,8 @@ class SubprocessRunningProcess(RunningProcess):
         # Once the leader is gone its children belong to init and cannot be found this way.
         if self._child.returncode is not None:
             return
+        import psutil
+
         try:
             children = psutil.Process(self._pid).children(recursive=True)
         except psutil.Error:
@@ -329,6 +341,8 @@ class SubprocessRunningProcess(RunningProcess):
     def _signal_group(self, sig: signal.Signals) -> None:
         # The kernel never reuses an id a live group still holds. So if our leader has been
         # reaped and a process with its pid exists, our group is gone and that id is not ours.
+        import psutil
+
         if self._child.returncode is not None and psutil.pid_exists(self._pid):
             return
         with contextlib.suppress(ProcessLookupError):
@@ -337,6 +351,8 @@ class SubprocessRunningProcess(RunningProcess):
     def _signal_escaped(self, sig: signal.Signals) -> None:
         # Members of the group already got the signal; a second SIGINT/SIGTERM often means
         # "quit now" to a program, so only those that left the group get it here.
+        import psutil
+
         for proc in self._descendants.values():
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 if os.getpgid(proc.pid) != self._pid:

@@ -8,15 +8,18 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import asyncpg
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 import migrations
 from domain.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a new connection before the store counts as unavailable."""
@@ -151,6 +154,9 @@ async def ping(engine: AsyncEngine) -> bool:
 
 
 def _alembic_config(url: str) -> Config:
+    # Alembic (with Mako) is ~11 MB of a daemon's memory: imported only to migrate.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     # Passed as an attribute, not an option: options go through ConfigParser interpolation,
@@ -160,6 +166,8 @@ def _alembic_config(url: str) -> Config:
 
 
 def _upgrade(url: str) -> None:
+    from alembic import command
+
     try:
         command.upgrade(_alembic_config(url), "head")
     except Exception as error:
@@ -185,6 +193,58 @@ def migrate(url: str) -> None:
     _upgrade(url)
 
 
+_REVISION = re.compile(
+    r"""^(down_)?revision\s*(?::[^=]*)?=\s*(?:"([^"]*)"|'([^']*)'|None)\s*$""", re.M
+)
+
+
+def head_revision() -> str | None:
+    """The newest migration's revision, read from the files without Alembic; None if
+    that is not plain (several heads, or a revision line not written as a literal)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (Path(migrations.__file__).parent / "versions").glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        found = {
+            bool(m.group(1)): m.group(2) or m.group(3)
+            for m in _REVISION.finditer(path.read_text(encoding="utf-8"))
+        }
+        if False not in found or True not in found:
+            return None
+        revisions.add(str(found[False]))
+        if found[True]:
+            parents.add(str(found[True]))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+async def current_revision(url: str) -> str | None:
+    """The revision the database at ``url`` is at; None if it has none (or is unreadable)."""
+    try:
+        conn = await asyncpg.connect(_plain_url(url), timeout=CONNECT_TIMEOUT)
+    except Exception:
+        return None  # Alembic will say what is wrong
+    try:
+        rows = await conn.fetch("SELECT version_num FROM alembic_version")
+    except asyncpg.PostgresError:
+        return None
+    finally:
+        await conn.close()
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
+def _plain_url(url: str) -> str:
+    return _SCHEME.sub("postgresql://", url, count=1)
+
+
 async def migrate_async(url: str) -> None:
-    """Bring the schema at ``url`` up to the newest revision without blocking the loop."""
+    """Bring the schema at ``url`` up to the newest revision without blocking the loop.
+
+    A database already at the newest revision is left alone without importing Alembic
+    (what a daemon restarting on its database sees), so the daemon does not carry it.
+    """
+    head = head_revision()
+    if head is not None and await current_revision(url) == head:
+        return
     await asyncio.to_thread(_upgrade, url)

@@ -17,16 +17,18 @@ text still stored (each row knows its own) so ``trim`` knows how much to drop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+import asyncpg
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.postgres.database import ASYNC_COMMIT, autocommit, transaction
+from adapters.postgres.run_listing import MAX_DEAD, ConnectionLost, driver_connection
 from adapters.postgres.tables import run_log_meta, run_logs
 from domain.errors import RunNotFound
 from domain.logs import LogBatch, LogLine, LogSegment, LogStream, as_batch, text_size
@@ -106,8 +108,45 @@ def _decode_per_line(first_n: int, body: bytes) -> LogBatch:
     )
 
 
-def _read_statement(run_id: str, first: int, limit: int) -> sa.Select[int, bytes]:
-    """The rows overlapping lines ``first..first+limit-1``, in order."""
+def chunk_text(first_n: int, last_n: int, body: bytes, end: int, parts: list[str]) -> None:
+    """Append the text of one ``run_logs`` row's lines before ``end`` to ``parts``, each
+    line ending in a newline: joined segments go as they are, no object per line."""
+    if last_n >= end:  # a row past the end of the download: cut it (never in practice)
+        parts.append(decode_chunk(first_n, body).window(first_n, end - first_n).text())
+        return
+    try:
+        _, segments = _columnar.decode(body)
+    except msgspec.ValidationError:
+        parts.extend(f"{text}\n" for *_, text in _per_line.decode(body))
+        return
+    for _, _, _, texts in segments:
+        if isinstance(texts, str):
+            parts.append(texts)
+            parts.append("\n")
+        else:
+            parts.extend(f"{text}\n" for text in texts)
+
+
+_RAW_ROWS = 64
+_RAW_BYTES = 2_000_000
+"""The raw download reads up to ``_RAW_ROWS`` rows per query, stopping at the first row
+that begins past ``_RAW_BYTES`` of text (capture writes rows of up to ~1 MB, older ones
+of 64 KiB), and sends them as one piece: memory stays a few MB a download."""
+_RAW_READ = (
+    "SELECT first_n, last_n, body FROM ("
+    " SELECT first_n, last_n, body,"
+    "  sum(text_bytes) OVER (ORDER BY first_n) - text_bytes AS before"
+    " FROM run_logs WHERE run_id = $1 AND first_n >= $2 AND first_n < $3"
+    " ORDER BY first_n LIMIT $4) AS r"
+    " WHERE before < $5 ORDER BY first_n"
+)
+
+
+def _read_statement(
+    run_id: str, first: int, limit: int, max_bytes: int | None = None
+) -> sa.Select[int, bytes]:
+    """The rows overlapping lines ``first..first+limit-1``, in order; with ``max_bytes``,
+    only as many rows as begin before that much text has been read (at least one)."""
     # A window that begins among trimmed lines begins at the first available one instead
     # (GREATEST ignores the NULL of a log never written).
     available = (
@@ -123,14 +162,31 @@ def _read_statement(run_id: str, first: int, limit: int) -> sa.Select[int, bytes
         .where(run_logs.c.run_id == run_id, run_logs.c.first_n <= first_n_wanted)
         .scalar_subquery()
     )
-    return (
-        sa.select(run_logs.c.first_n, run_logs.c.body)
-        .where(
-            run_logs.c.run_id == run_id,
-            run_logs.c.first_n >= sa.func.coalesce(start, first_n_wanted),
-            run_logs.c.first_n < first_n_wanted + limit,
+    overlapping = (
+        run_logs.c.run_id == run_id,
+        run_logs.c.first_n >= sa.func.coalesce(start, first_n_wanted),
+        run_logs.c.first_n < first_n_wanted + limit,
+    )
+    if max_bytes is None:
+        return (
+            sa.select(run_logs.c.first_n, run_logs.c.body)
+            .where(*overlapping)
+            .order_by(run_logs.c.first_n)
         )
-        .order_by(run_logs.c.first_n)
+    before = sa.func.sum(run_logs.c.text_bytes).over(order_by=run_logs.c.first_n)
+    rows = (
+        sa.select(
+            run_logs.c.first_n,
+            run_logs.c.body,
+            (before - run_logs.c.text_bytes).label("before"),
+        )
+        .where(*overlapping)
+        .subquery()
+    )
+    return (
+        sa.select(rows.c.first_n, rows.c.body)
+        .where(rows.c.before < max(max_bytes, 1))
+        .order_by(rows.c.first_n)
     )
 
 
@@ -170,12 +226,15 @@ class PostgresLogStore(LogStore):
                 raise RunNotFound(run_id) from error
             raise
 
-    async def read_batch(self, run_id: str, first: int, limit: int) -> LogBatch:
-        """Up to ``limit`` lines with ``n >= first``, in order."""
+    async def read_batch(
+        self, run_id: str, first: int, limit: int, max_bytes: int | None = None
+    ) -> LogBatch:
+        """Up to ``limit`` lines with ``n >= first``, in order (fewer past ``max_bytes``)."""
         if limit <= 0:
             return LogBatch(max(first, 0))
+        statement = _read_statement(run_id, first, limit, max_bytes)
         async with autocommit(self._engine) as conn:
-            rows = (await conn.execute(_read_statement(run_id, first, limit))).all()
+            rows = (await conn.execute(statement)).all()
         if not rows:
             return LogBatch(max(first, 0))
         # The rows are consecutive; the first begins at or before the window (or at the
@@ -185,6 +244,41 @@ class PostgresLogStore(LogStore):
             segments.extend(decode_chunk(first_n, body).segments)
         whole = LogBatch(rows[0][0], segments)
         return whole.window(max(first, whole.first_n), limit)
+
+    async def raw_text(self, run_id: str, end: int) -> AsyncIterator[bytes]:
+        """The lines before ``end`` as text, about ``_RAW_BYTES`` of whole rows per query.
+
+        Rows before the first available line are gone (a trim deletes whole rows), so
+        reading from line 0 starts at the first available one. Each query takes a pooled
+        connection only while it runs: a slow client holds none.
+        """
+        first = 0
+        while first < end:
+            rows = await self._raw_rows(run_id, first, end)
+            if not rows:
+                return
+            parts: list[str] = []
+            for first_n, last_n, body in rows:
+                chunk_text(first_n, last_n, body, end, parts)
+            yield "".join(parts).encode()
+            first = rows[-1][1] + 1
+
+    async def _raw_rows(self, run_id: str, first: int, end: int) -> list[asyncpg.Record]:
+        # A read is idempotent: one that meets a dead pooled connection (a restarted server
+        # leaves them all dead) is tried on the next one, as the run listing does.
+        for _ in range(MAX_DEAD):
+            try:
+                return await self._fetch_raw_rows(run_id, first, end)
+            except ConnectionLost:
+                continue
+        return await self._fetch_raw_rows(run_id, first, end)
+
+    async def _fetch_raw_rows(self, run_id: str, first: int, end: int) -> list[asyncpg.Record]:
+        async with driver_connection(self._engine) as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(
+                _RAW_READ, run_id, first, end, _RAW_ROWS, _RAW_BYTES
+            )
+        return rows
 
     async def stats(self, run_id: str) -> tuple[int, int]:
         """(first available n, total lines appended); (0, 0) when none."""

@@ -170,6 +170,10 @@ async def _prunable(
     return found
 
 
+TICKS_BATCH = 1024
+"""The most ``save_last_tick`` calls one statement carries."""
+
+
 class PostgresRunRepository(RunRepository):
     """Runs in PostgreSQL. Every method is one transaction, most of them one statement.
 
@@ -191,7 +195,8 @@ class PostgresRunRepository(RunRepository):
             key=_claim_task,
         )
         self._replaces = Lanes(self._replace_many, self._replace_one, key=_replace_task)
-        self._ticks = Batcher(self._save_ticks, self._save_tick)
+        # One small upsert of two arrays per batch: a burst of ticks goes in one or two.
+        self._ticks = Batcher(self._save_ticks, self._save_tick, max_batch=TICKS_BATCH)
 
     @property
     def batch_stats(self) -> dict[str, BatchStats]:

@@ -260,3 +260,38 @@ async def test_chunks_are_compressed_with_lz4_where_the_server_has_it(engine: As
             )
         )
     assert method == ("l" if has_lz4 else "")
+
+
+async def test_a_read_capped_by_bytes_stops_at_a_batch_boundary(logs: LogSubject) -> None:
+    run_id = await logs.new_run()
+    sizes = []
+    for start in range(0, 40, 4):
+        part = batch(start, 4)
+        sizes.append(sum(len(line.text.encode()) for line in part))
+        await logs.store.append(run_id, part)
+    whole = await logs.store.read(run_id, 0, 100)
+    # The cap is reached inside the second batch: the third (which begins past it) is left.
+    capped = await logs.store.read_batch(run_id, 0, 100, max_bytes=sizes[0] + 1)
+    assert capped.lines() == whole[:8]
+    # At least one batch, however small the cap; a cap never cuts a batch.
+    one = await logs.store.read_batch(run_id, 5, 100, max_bytes=1)
+    assert one.lines() == whole[5:8]
+    # The line limit still applies, and no cap reads everything.
+    assert (await logs.store.read_batch(run_id, 3, 6, max_bytes=10**9)).lines() == whole[3:9]
+    assert (await logs.store.read_batch(run_id, 0, 100)).lines() == whole
+
+
+async def test_the_raw_text_is_every_available_line_before_the_end(logs: LogSubject) -> None:
+    run_id = await logs.new_run()
+    for start in range(0, 3000, 500):
+        await logs.store.append(run_id, batch(start, 500))
+    lines = await logs.store.read(run_id, 0, 10_000)
+    text = b"".join([piece async for piece in logs.store.raw_text(run_id, 3000)])
+    assert text == "".join(f"{line.text}\n" for line in lines).encode()
+    head = b"".join([piece async for piece in logs.store.raw_text(run_id, 1000)])
+    assert head == "".join(f"{line.text}\n" for line in lines[:1000]).encode()
+    await logs.store.trim(run_id, 4 * sum(len(t.encode()) for t in TEXTS) * 100)
+    first, _ = await logs.store.stats(run_id)
+    assert first > 0
+    trimmed = b"".join([piece async for piece in logs.store.raw_text(run_id, 3000)])
+    assert trimmed == "".join(f"{line.text}\n" for line in lines[first:]).encode()

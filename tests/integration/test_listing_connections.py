@@ -13,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ulid import ULID
 
 from adapters.postgres.database import async_url
+from adapters.postgres.logs import PostgresLogStore
 from adapters.postgres.run_listing import RunListing
 from adapters.postgres.runs import PostgresRunRepository
 from domain.errors import StoreUnavailable
 from domain.listing import RunQuery
+from domain.logs import LogBatch, LogSegment, LogStream
 from domain.run import Run, TriggeredBy
 
 POOL = 3
@@ -76,3 +78,25 @@ async def test_a_server_that_does_not_answer_is_store_unavailable() -> None:
             await RunListing(engine).page(RunQuery())
     finally:
         await engine.dispose()
+
+
+async def test_the_raw_log_read_skips_pooled_connections_the_server_dropped(
+    named_engine: tuple[AsyncEngine, str], database_url: str
+) -> None:
+    engine, name = named_engine
+    repo = PostgresRunRepository(engine)
+    logs = PostgresLogStore(engine)
+    run = Run(str(ULID()), "job", datetime(2026, 1, 1, tzinfo=UTC), TriggeredBy.API)
+    await repo.add(run)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    await logs.append(run.id, LogBatch(0, [LogSegment.of(LogStream.STDOUT, at, ["a", "b"])]))
+
+    async def raw() -> bytes:
+        return b"".join([piece async for piece in logs.raw_text(run.id, 2)])
+
+    # Fill the pool: every connection is checked out at once, then returned.
+    assert await asyncio.gather(*(raw() for _ in range(POOL))) == [b"a\nb\n"] * POOL
+    assert await _terminate(database_url, name) >= 2
+    await asyncio.sleep(0.2)  # the server closes them
+
+    assert await raw() == b"a\nb\n"
