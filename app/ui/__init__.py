@@ -12,12 +12,11 @@ from typing import Any
 
 from litestar import Request, get
 from litestar.datastructures import CacheControlHeader
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from app.ui.filters import register
+from app.ui.engine import LazyJinjaEngine
 from app.ui.pages import PAGE_HANDLERS
 
 HERE = Path(__file__).parent
@@ -25,13 +24,10 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
 
-def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    """Jinja2 templates of ``app/ui/templates`` with autoescape on and our filters."""
-
-    def setup(engine: JinjaTemplateEngine) -> None:
-        register(engine.engine)
-
-    return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=setup)
+def template_config() -> TemplateConfig[LazyJinjaEngine]:
+    """Jinja2 templates of ``app/ui/templates`` with autoescape on and our filters, the
+    engine built on the first page rendered."""
+    return TemplateConfig(directory=TEMPLATES, engine=LazyJinjaEngine)
 
 
 @get("/", include_in_schema=False)
