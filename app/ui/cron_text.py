@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from domain.schedule import ALIASES
+
 DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 MONTHS = [
     "January",
@@ -23,15 +25,6 @@ MONTHS = [
     "November",
     "December",
 ]
-ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 _UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 _NUMBER = re.compile(r"^\d+$")
 _STEP = re.compile(r"^\*/(\d+)$")

@@ -18,7 +18,7 @@ from litestar.response import Redirect, Template
 
 from app.daemon import Daemon
 from app.ui.csrf import require_csrf
-from app.ui.logview import MAX_LINES_IN_PAGE, PAGE_LINES, read_view
+from app.ui.logview import MAX_LINES_IN_PAGE, PAGE_LINES, LogView, read_view
 from app.ui.render import page
 from domain.errors import (
     DomainError,
@@ -116,14 +116,11 @@ async def _load(daemon: Daemon, run_id: str) -> Run:
     return await daemon.get_run(run_id)
 
 
-@get("/ui/runs/{run_id:str}", include_in_schema=False)
-async def run_page(
-    request: Request[Any, Any, Any],
-    daemon: NamedDependency[Daemon],
-    run_id: str,
-    before: str | None = None,
-) -> Template:
-    """The run's facts, actions and the last lines of its log (or those before ``before``)."""
+async def _run_and_view(
+    request: Request[Any, Any, Any], daemon: Daemon, run_id: str, before: str | None
+) -> tuple[Run, LogView, int | None] | Template:
+    """The run, the window of its log to show and the ``before`` asked for; or the page
+    that says why not (400 for a bad ``before``, 404, 503)."""
     try:
         first_before = _parse_before(before)
     except ValueError:
@@ -135,6 +132,21 @@ async def run_page(
         view = await read_view(daemon.logs, run.id, first_before)
     except (RunNotFound, StoreUnavailable) as exc:
         return _error_page(request, daemon, exc)
+    return run, view, first_before
+
+
+@get("/ui/runs/{run_id:str}", include_in_schema=False)
+async def run_page(
+    request: Request[Any, Any, Any],
+    daemon: NamedDependency[Daemon],
+    run_id: str,
+    before: str | None = None,
+) -> Template:
+    """The run's facts, actions and the last lines of its log (or those before ``before``)."""
+    found = await _run_and_view(request, daemon, run_id, before)
+    if isinstance(found, Template):
+        return found
+    run, view, first_before = found
     return page(
         request,
         "run.html",
@@ -173,17 +185,10 @@ async def run_log_fragment(
     before: str | None = None,
 ) -> Template:
     """The lines before ``before`` as HTML, for "load earlier" with JavaScript."""
-    try:
-        first_before = _parse_before(before)
-    except ValueError:
-        return problem_page(
-            request, daemon, 400, "Bad request", "before must be a line number (0 or more)."
-        )
-    try:
-        run = await _load(daemon, run_id)
-        view = await read_view(daemon.logs, run.id, first_before)
-    except (RunNotFound, StoreUnavailable) as exc:
-        return _error_page(request, daemon, exc)
+    found = await _run_and_view(request, daemon, run_id, before)
+    if isinstance(found, Template):
+        return found
+    view = found[1]
     return page(request, "run_log_lines.html", scheduler_zone=daemon.config.timezone, view=view)
 
 
