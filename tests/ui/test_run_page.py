@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ from bs4 import BeautifulSoup, Tag
 
 from app.ui.pages.run import CsrfRefused, check_csrf
 from app.ui.render import SESSION_CSRF
+from tests.api.logs_support import trigger, wait_ended
 from tests.support.daemon import DaemonProcess, running_daemon, wait_for
 
 CONFIG = r"""
@@ -47,23 +47,9 @@ def daemon(
         yield process
 
 
-def trigger(client: httpx.Client, task: str) -> str:
-    response = client.post(f"/api/tasks/{task}/run")
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-def ended(client: httpx.Client, run_id: str, timeout: float = 60) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        run: dict[str, Any] = client.get(f"/api/runs/{run_id}").json()
-        return run if run["status"] == "ended" else None
-
-    return wait_for(done, timeout=timeout)  # type: ignore[no-any-return]
-
-
 def finished(client: httpx.Client, task: str) -> str:
     run_id = trigger(client, task)
-    ended(client, run_id)
+    wait_ended(client, run_id)
     return run_id
 
 
@@ -208,7 +194,7 @@ def test_stop_from_the_page_ends_the_run(client: httpx.Client, daemon: DaemonPro
     response = post_form(client, daemon, page, "stop")
     assert response.status_code == 303
     assert response.headers["location"] == page
-    assert ended(client, run_id, timeout=15)["end_reason"] == "stopped"
+    assert wait_ended(client, run_id, timeout=15)["end_reason"] == "stopped"
     # Stopping again is a conflict, said on a page.
     again = client.post(f"{page}/stop", data={"csrf_token": ""}, headers={"Origin": daemon.url})
     assert again.status_code == 409
@@ -223,7 +209,7 @@ def test_run_again_and_delete_from_the_page(client: httpx.Client, daemon: Daemon
     second = response.headers["location"].rsplit("/", 1)[1]
     assert second != first
     assert client.get(f"/api/runs/{second}").json()["task_name"] == "seq"
-    ended(client, second)
+    wait_ended(client, second)
 
     response = post_form(client, daemon, page, "delete")
     assert response.status_code == 303
